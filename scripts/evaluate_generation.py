@@ -1,0 +1,178 @@
+"""Measure the embedded generation side and write docs/generation.md (+ .json).
+
+    python scripts/evaluate_generation.py                 # full report (a few minutes on 2 cores)
+    python scripts/evaluate_generation.py --quick         # small subset, prints the table only
+
+Reports: autoencoder reconstruction PSNR on test scenes; the domain classifier's attribute accuracy on
+ground-truth renders; prompt faithfulness of generated images (one- and multi-object test prompts) at the
+default guidance and any others asked for; the FID-style distance between generated images and renders of
+the same prompts; UE decode time per image in batches of 64; asset sizes.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import tyro
+
+from meg_gym import quality
+from meg_gym.cache import LatentCache
+from meg_gym.generation import embedded, shapes
+from meg_gym.generation.classifier import load_classifier
+from meg_gym.generation.imaging import to_tensor
+from meg_gym.generation.split_pipeline import SplitPipeline
+
+
+@dataclass
+class Args:
+    num_test: int = 1000
+    """test prompts evaluated (scene indices 0..num_test-1 of the test split, as in the default cache)"""
+    guidance_scales: tuple[float, ...] = field(default_factory=lambda: (embedded.DEFAULT_GUIDANCE_SCALE,))
+    """classifier-free guidance weights to generate with, live"""
+    live_prompts: int = 500
+    """test prompts generated live per guidance weight"""
+    quick: bool = False
+    """a small subset, no files written"""
+    output: Path = Path("docs/generation.md")
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def decode_speed(vae, batch: int = 64, repeats: int = 20) -> float:
+    latents = torch.randn(batch, 4, 8, 8)
+    with torch.inference_mode():
+        for _ in range(3):
+            vae.decode(latents)
+        start = time.perf_counter()
+        for _ in range(repeats):
+            vae.decode(latents)
+    return (time.perf_counter() - start) / repeats / batch * 1000
+
+
+def faithfulness(images: torch.Tensor, scenes, classifier) -> dict:
+    acc = quality.prompt_faithfulness(images, scenes, classifier)
+    return {k: acc[k] for k in ("shape_colour", "shape", "colour", "size", "one_object", "multi_object")}
+
+
+def main(args: Args) -> None:
+    if args.quick:
+        args.num_test, args.live_prompts = 200, 100
+    torch.manual_seed(0)
+    scenes = shapes.sample_scenes("test", args.num_test)
+    renders = to_tensor(shapes.render_scenes("test", args.num_test, workers=2))
+    pipe = SplitPipeline.from_pretrained()
+    vae = pipe.pipe.vae
+    classifier = load_classifier()
+    report: dict = {"machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads",
+                    "commit": git_commit(), "command": "python " + " ".join(sys.argv)}  # fmt: skip
+
+    with torch.no_grad():
+        recon = torch.cat([vae.decode(vae.encode(renders[i : i + 256]).latents).sample.clamp(-1, 1)
+                           for i in range(0, len(renders), 256)])  # fmt: skip
+    report["autoencoder_psnr_db"] = float(quality.psnr(quality.to_unit(recon), quality.to_unit(renders)).mean())
+    report["autoencoder_ssim"] = float(quality.ssim(quality.to_unit(recon), quality.to_unit(renders)).mean())
+    report["classifier_on_renders"] = faithfulness(renders, scenes, classifier)
+    report["classifier_on_reconstructions"] = faithfulness(recon, scenes, classifier)
+
+    cache = LatentCache.load()
+    rows = cache.indices("test")[: args.num_test]
+    if [cache.prompts[r] for r in rows] != [s.caption for s in scenes[: len(rows)]]:
+        raise SystemExit("the default cache's test prompts are not MEG-Shapes test scenes 0..N-1; rebuild it")
+    cached_images = pipe.decode(cache.clean_latents(rows))
+    report["cached_generation"] = {
+        "guidance_scale": cache.settings["guidance_scale"],
+        "prompts": len(rows),
+        **faithfulness(cached_images, scenes[: len(rows)], classifier),
+        "frechet_distance_to_renders": quality.frechet_distance_from_images(
+            cached_images, renders[: len(rows)], classifier.features
+        ),
+    }
+    report["frechet_distance_renders_vs_reconstructions"] = quality.frechet_distance_from_images(
+        recon, renders, classifier.features
+    )
+
+    report["live_generation"] = []
+    n = min(args.live_prompts, args.num_test)
+    for g in args.guidance_scales:
+        live = SplitPipeline(pipe.pipe, guidance_scale=g)
+        start = time.perf_counter()
+        images = torch.cat([live.generate([s.caption for s in scenes[i : i + 100]], list(range(10**6 + i, 10**6 + i + len(scenes[i : i + 100]))))
+                            for i in range(0, n, 100)])  # fmt: skip
+        seconds = time.perf_counter() - start
+        report["live_generation"].append({
+            "guidance_scale": g, "prompts": n, "seconds_per_image": seconds / n,
+            **faithfulness(images, scenes[:n], classifier),
+            "frechet_distance_to_renders": quality.frechet_distance_from_images(images, renders[:n], classifier.features),
+        })  # fmt: skip
+
+    report["ue_decode_ms_per_image_batch64"] = decode_speed(vae)
+    sizes = {
+        str(p.relative_to(embedded.ASSETS_DIR)): p.stat().st_size
+        for p in sorted(embedded.ASSETS_DIR.rglob("*"))
+        if p.is_file()
+    }
+    report["asset_bytes"] = sizes
+    report["asset_total_mb"] = sum(sizes.values()) / 1e6
+    print(json.dumps(report, indent=2))
+    if not args.quick:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.with_suffix(".json").write_text(json.dumps(report, indent=2))
+        args.output.write_text(render_markdown(report))
+        print(f"wrote {args.output} and {args.output.with_suffix('.json')}")
+
+
+def pct(x: float) -> str:
+    return "n/a" if x != x else f"{100 * x:.1f}%"
+
+
+def render_markdown(r: dict) -> str:
+    cg = r["cached_generation"]
+    lines = [
+        "# The embedded generation side: measured",
+        "",
+        f"Produced by `{r['command']}` at commit `{r['commit']}` on {r['machine']}. Test split of MEG-Shapes "
+        "(every test prompt holds at least one (shape, colour, position) combination never seen in training).",
+        "",
+        "| what | value | bar |",
+        "|---|---|---|",
+        f"| autoencoder reconstruction PSNR, test scenes | {r['autoencoder_psnr_db']:.2f} dB (SSIM {r['autoencoder_ssim']:.3f}) | >= 28 dB |",
+        f"| classifier attribute accuracy on ground-truth renders (shape and colour) | {pct(r['classifier_on_renders']['shape_colour'])} | >= 98% |",
+        f"| classifier on autoencoder reconstructions | {pct(r['classifier_on_reconstructions']['shape_colour'])} | |",
+        f"| generated images, one-object test prompts (cache, guidance {cg['guidance_scale']}) | {pct(cg['one_object'])} | >= 80% |",
+        f"| generated images, multi-object test prompts, per object | {pct(cg['multi_object'])} | >= 60% |",
+        f"| FID-style distance (classifier features): generated vs renders | {cg['frechet_distance_to_renders']:.2f} | |",
+        f"| FID-style distance: reconstructions vs renders (the autoencoder's floor) | {r['frechet_distance_renders_vs_reconstructions']:.2f} | |",
+        f"| UE decode, autoencoder decoder, batches of 64 | {r['ue_decode_ms_per_image_batch64']:.2f} ms/image | <= 5 ms |",
+        f"| shipped assets | {r['asset_total_mb']:.1f} MB | weights <= 25 MB, cache <= 20 MB |",
+        "",
+        "## Prompt faithfulness by guidance weight (live generation)",
+        "",
+        "| guidance | prompts | one-object | multi-object (per object) | shape | colour | size | FID-style | s/image |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for g in r["live_generation"]:
+        lines.append(
+            f"| {g['guidance_scale']} | {g['prompts']} | {pct(g['one_object'])} | {pct(g['multi_object'])} | {pct(g['shape'])} "
+            f"| {pct(g['colour'])} | {pct(g['size'])} | {g['frechet_distance_to_renders']:.2f} | {g['seconds_per_image']:.3f} |"
+        )
+    lines += ["", "## Asset sizes", "", "| file | bytes |", "|---|---|"]
+    lines += [f"| {k} | {v:,} |" for k, v in r["asset_bytes"].items()]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))
