@@ -166,3 +166,16 @@ def test_build_cache_script_on_a_local_sd_folder(tiny_sd_dir, tmp_path):
     assert cache.reference_images is not None
     assert cache.model["name"] == str(tiny_sd_dir)
     assert "--prompts-file" in cache.build_command
+
+
+def test_sharded_build_matches_single_process(tiny_sd_dir, tmp_path):
+    pipe = SplitPipeline.from_pretrained(str(tiny_sd_dir), num_inference_steps=3, guidance_scale=1.0)
+    prompts = [f"prompt {i}" for i in range(5)]
+    splits = ["train"] * 3 + ["test"] * 2
+    kwargs = dict(split_steps=[1], batch_size=2, progress=False, store_reference_images=False)
+    single = build_cache(pipe, prompts, splits, tmp_path / "single", **kwargs)
+    # two "processes" share the batches; the non-main one returns None and process 0 assembles
+    assert build_cache(pipe, prompts, splits, tmp_path / "sharded", process_index=1, num_processes=2, **kwargs) is None
+    sharded = build_cache(pipe, prompts, splits, tmp_path / "sharded", process_index=0, num_processes=2, **kwargs)
+    torch.testing.assert_close(sharded.es_latents, single.es_latents)
+    assert LatentCache.load(tmp_path / "sharded").prompts == prompts
