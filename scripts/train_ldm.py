@@ -42,6 +42,9 @@ class Args:
     cfg_dropout: float = 0.1
     """probability of training on the empty prompt (classifier-free guidance)"""
     min_snr_gamma: float = 5.0
+    init_unet: Path | None = None
+    """warm start: a diffusers UNet folder (e.g. the shipped meg_gym/assets/meg-ldm/unet) to start from
+    instead of random weights; ignored when a checkpoint in work_dir is resumed"""
     seed: int = 0
     checkpoint_every: int = 500
     threads: int = 0
@@ -86,7 +89,12 @@ def main(args: Args) -> None:
     args.work_dir.mkdir(parents=True, exist_ok=True)
     vae = embedded.load_autoencoder(args.output_dir)
     tokenizer, text_encoder = embedded.load_text_encoder()
-    unet = embedded.new_unet()
+    if args.init_unet is not None:
+        from diffusers import UNet2DConditionModel
+
+        unet = UNet2DConditionModel.from_pretrained(args.init_unet)
+    else:
+        unet = embedded.new_unet()
     scheduler = embedded.new_scheduler()
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
                                    safety_checker=None, feature_extractor=None, requires_safety_checker=False)  # fmt: skip

@@ -121,8 +121,16 @@ def _require(folder: Path, what: str, command: str) -> Path:
 def load_autoencoder(model_dir: Path | str = EMBEDDED_MODEL_DIR, device="cpu"):
     from diffusers import AutoencoderTiny
 
+    from diffusers.utils import logging as diffusers_logging
+
     folder = _require(Path(model_dir) / "vae", "autoencoder", "python scripts/train_autoencoder.py")
-    return AutoencoderTiny.from_pretrained(folder).to(device).eval()
+    # AutoencoderTiny records `block_out_channels` for pipelines, then warns about it on load: silence that
+    previous = diffusers_logging.get_verbosity()
+    diffusers_logging.set_verbosity_error()
+    try:
+        return AutoencoderTiny.from_pretrained(folder).to(device).eval()
+    finally:
+        diffusers_logging.set_verbosity(previous)
 
 
 def load_embedded_pipeline(model_dir: Path | str = EMBEDDED_MODEL_DIR, device="cpu"):
