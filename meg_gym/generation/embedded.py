@@ -120,7 +120,6 @@ def _require(folder: Path, what: str, command: str) -> Path:
 
 def load_autoencoder(model_dir: Path | str = EMBEDDED_MODEL_DIR, device="cpu"):
     from diffusers import AutoencoderTiny
-
     from diffusers.utils import logging as diffusers_logging
 
     folder = _require(Path(model_dir) / "vae", "autoencoder", "python scripts/train_autoencoder.py")
