@@ -20,6 +20,7 @@ import torch
 import tyro
 from tqdm import tqdm
 
+from meg_gym import quality
 from meg_gym.generation import embedded, shapes
 from meg_gym.generation.imaging import to_tensor
 
@@ -49,14 +50,13 @@ class Args:
 
 @torch.no_grad()
 def psnr_db(ae, images: torch.Tensor, batch: int = 256) -> float:
-    errors = []
+    """Mean per-image PSNR of the autoencoder's reconstructions."""
+    scores = []
     for i in range(0, len(images), batch):
         x = images[i : i + batch]
-        recon = ae.decode(ae.encode(x).latents).sample.clamp(-1, 1)
-        # PSNR on [0, 1] images, per image, then averaged
-        mse = ((recon - x) / 2).pow(2).flatten(1).mean(1)
-        errors.append(10 * torch.log10(1.0 / mse.clamp_min(1e-10)))
-    return float(torch.cat(errors).mean())
+        recon = ae.decode(ae.encode(x).latents).sample
+        scores.append(quality.psnr(quality.to_unit(recon), quality.to_unit(x)))
+    return float(torch.cat(scores).mean())
 
 
 def main(args: Args) -> None:

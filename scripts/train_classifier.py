@@ -20,6 +20,7 @@ import torch.nn.functional as F
 import tyro
 from tqdm import tqdm
 
+from meg_gym import quality
 from meg_gym.generation import embedded, shapes
 from meg_gym.generation.classifier import ShapesClassifier
 from meg_gym.generation.imaging import to_tensor
@@ -75,25 +76,9 @@ def augment(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     return (x + noise).clamp(-1, 1)
 
 
-@torch.no_grad()
 def attribute_accuracy(model, images: torch.Tensor, scenes) -> dict[str, float]:
-    pred = model.predict(images)
-    correct = {"shape_colour": [], "shape": [], "colour": [], "size": []}
-    for i, scene in enumerate(scenes):
-        for obj in scene.objects:
-            c = obj.cell
-            present = bool(pred["present"][i, c] == 1)
-            ok_shape = present and int(pred["shape"][i, c]) == shapes.SHAPES.index(obj.shape)
-            ok_colour = present and int(pred["colour"][i, c]) == shapes.COLOUR_NAMES.index(obj.colour)
-            correct["shape"].append(ok_shape)
-            correct["colour"].append(ok_colour)
-            correct["shape_colour"].append(ok_shape and ok_colour)
-            correct["size"].append(present and int(pred["size"][i, c]) == shapes.SIZE_NAMES.index(obj.size))
-    empty = pred["present"].numpy() == 0
-    truth_empty = np.stack([s.attributes()["present"] == 0 for s in scenes])
-    out = {k: float(np.mean(v)) for k, v in correct.items()}
-    out["empty_cells"] = float((empty == truth_empty).mean())
-    return out
+    acc = quality.attribute_accuracy(model.predict(images), scenes)
+    return {k: acc[k] for k in ("shape_colour", "shape", "colour", "size", "present", "one_object", "multi_object")}
 
 
 def main(args: Args) -> None:

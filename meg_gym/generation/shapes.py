@@ -231,19 +231,17 @@ def render_scenes(split: str, count: int, seed: int = 0, start: int = 0, workers
     """Render scenes ``start .. start+count-1`` of ``split``, across ``workers`` processes; uint8 (N, H, W, 3)."""
     chunk = 500
     jobs = [(split, s, min(chunk, start + count - s), seed) for s in range(start, start + count, chunk)]
-    if workers <= 1:
-        parts = map(_render_job, jobs)
+
+    def collect(parts):
         if progress:
             from tqdm import tqdm
 
             parts = tqdm(parts, total=len(jobs), desc=f"render {split}")
         return np.concatenate(list(parts))
+
+    if workers <= 1:
+        return collect(map(_render_job, jobs))
     from multiprocessing import get_context
 
     with get_context("spawn").Pool(workers) as pool:
-        parts = pool.imap(_render_job, jobs)
-        if progress:
-            from tqdm import tqdm
-
-            parts = tqdm(parts, total=len(jobs), desc=f"render {split}")
-        return np.concatenate(list(parts))
+        return collect(pool.imap(_render_job, jobs))
