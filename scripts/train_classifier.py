@@ -3,7 +3,10 @@
     python scripts/train_classifier.py --output-dir meg_gym/assets/shapes-classifier
 
 It is the judge, not the model under test, so it trains on both splits' attribute combinations. Blur and
-noise augmentation make it robust to the softness of decoded images. Rerunning resumes from --work-dir.
+noise augmentation make it robust to the softness of decoded images. With --ae-images N, that many renders
+are also passed through the embedded autoencoder once and a share of every batch (--ae-share) comes from
+those reconstructions, so the judge learns to read what any image decoded from a latent looks like.
+Rerunning resumes from --work-dir.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from tqdm import tqdm
 from meg_gym import quality
 from meg_gym.generation import embedded, shapes
 from meg_gym.generation.classifier import ShapesClassifier
-from meg_gym.generation.imaging import to_tensor
+from meg_gym.generation.imaging import to_tensor, to_uint8
 
 
 @dataclass
@@ -44,6 +47,12 @@ class Args:
     bf16: bool = True
     threads: int = 0
     workers: int = 2
+    init_from: Path | None = None
+    """start from these weights (a classifier folder) instead of a random initialisation"""
+    ae_images: int = 0
+    """renders passed through the embedded autoencoder (encode + decode) for training; 0 = none"""
+    ae_share: float = 0.5
+    """share of each batch drawn from the autoencoder reconstructions (when --ae-images > 0)"""
 
 
 def targets_tensor(scenes) -> dict[str, torch.Tensor]:
@@ -81,6 +90,17 @@ def attribute_accuracy(model, images: torch.Tensor, scenes) -> dict[str, float]:
     return {k: acc[k] for k in ("shape_colour", "shape", "colour", "size", "present", "one_object", "multi_object")}
 
 
+@torch.no_grad()
+def autoencode(images: np.ndarray, batch_size: int = 256) -> torch.Tensor:
+    """[-1, 1] reconstructions of uint8 renders through the embedded autoencoder."""
+    vae = embedded.load_autoencoder().eval()
+    out = []
+    for i in tqdm(range(0, len(images), batch_size), desc="autoencode", leave=False):
+        x = to_tensor(images[i : i + batch_size])
+        out.append(vae.decode(vae.encode(x).latents).sample.clamp(-1, 1))
+    return torch.cat(out)
+
+
 def main(args: Args) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -98,10 +118,13 @@ def main(args: Args) -> None:
         ]
     )
     targets = targets_tensor(scenes)
+    ae_rows = np.random.default_rng(args.seed).choice(len(images), args.ae_images, replace=False)
+    ae_recons = autoencode(images[ae_rows]) if args.ae_images else None
     eval_scenes = shapes.sample_scenes("test", args.eval_images, args.seed, 3_000_000)
     eval_images = to_tensor(shapes.render_scenes("test", args.eval_images, args.seed, 3_000_000, args.workers))
+    eval_recons = autoencode(to_uint8(eval_images))
 
-    model = ShapesClassifier()
+    model = ShapesClassifier.from_pretrained(args.init_from) if args.init_from else ShapesClassifier()
     model.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -121,8 +144,14 @@ def main(args: Args) -> None:
     bar = tqdm(total=args.steps, initial=step, desc="classifier")
     model.train()
     while step < args.steps:
-        idx = rng.integers(0, len(images), args.batch_size)
-        x = augment(to_tensor(images[idx]), rng).contiguous(memory_format=torch.channels_last)
+        num_ae = int(round(args.batch_size * args.ae_share)) if ae_recons is not None else 0
+        idx = rng.integers(0, len(images), args.batch_size - num_ae)
+        x = augment(to_tensor(images[idx]), rng)
+        if num_ae:
+            ae_idx = rng.integers(0, len(ae_rows), num_ae)
+            x = torch.cat([x, ae_recons[ae_idx]])
+            idx = np.concatenate([idx, ae_rows[ae_idx]])
+        x = x.contiguous(memory_format=torch.channels_last)
         target = {k: v[idx] for k, v in targets.items()}
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
             logits = model(x)
@@ -138,8 +167,15 @@ def main(args: Args) -> None:
         if step % args.checkpoint_every == 0 or step == args.steps:
             model.eval()
             acc = attribute_accuracy(model, eval_images, eval_scenes)
+            acc_ae = attribute_accuracy(model, eval_recons, eval_scenes)
             model.train()
-            record = {"step": step, "loss": loss.item(), **acc, "elapsed_s": time.time() - t0}
+            record = {
+                "step": step,
+                "loss": loss.item(),
+                **acc,
+                **{f"autoencoded_{k}": v for k, v in acc_ae.items()},
+                "elapsed_s": time.time() - t0,
+            }
             log.write(json.dumps(record) + "\n")
             log.flush()
             tqdm.write(json.dumps(record))
@@ -150,8 +186,14 @@ def main(args: Args) -> None:
     model.eval()
     model.to(memory_format=torch.contiguous_format)
     acc = attribute_accuracy(model, eval_images, eval_scenes)
+    acc_ae = attribute_accuracy(model, eval_recons, eval_scenes)
     model.save_pretrained(args.output_dir)
-    summary = {"ground_truth_accuracy": acc, "eval_images": args.eval_images, "args": asdict(args)}
+    summary = {
+        "ground_truth_accuracy": acc,
+        "autoencoded_accuracy": acc_ae,
+        "eval_images": args.eval_images,
+        "args": asdict(args),
+    }
     (args.work_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     print(json.dumps(summary, indent=2, default=str))
 
