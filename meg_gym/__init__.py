@@ -1,15 +1,44 @@
 """meg-gym: reinforcement-learning benchmark environments for mobile-edge generation (MEG).
 
 ``import meg_gym`` stays light: it imports neither torch's model libraries (diffusers, transformers) nor
-the assets. Environments register here with string entry points as they land.
+the assets. Environments register here with string entry points, so their modules load on ``gym.make``.
 """
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
+import os
+import sys
 from pathlib import Path
 
 ASSETS_DIR = Path(__file__).resolve().parent / "assets"
+
+
+def _register_envs() -> None:
+    from gymnasium.envs.registration import register, registry
+
+    if "MEG-PowerControl-v0" not in registry:
+        register(
+            id="MEG-PowerControl-v0",
+            entry_point="meg_gym.envs.power_control:PowerControlEnv",
+            vector_entry_point="meg_gym.envs.power_control:PowerControlVectorEnv",
+            max_episode_steps=None,
+        )
+
+
+_register_envs()
+
+
+def _one_torch_thread_after_fork() -> None:
+    # A process forked after torch ran OpenMP work (AsyncVectorEnv's default on Linux) deadlocks in its first
+    # parallel region with GNU libgomp. One thread per worker avoids the pool and suits N workers on N cores.
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(1)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_one_torch_thread_after_fork)
 
 __all__ = ["ASSETS_DIR", "__version__"]

@@ -67,8 +67,13 @@ def test_assets_load_from_diffusers_folders():
     vae = AutoencoderTiny.from_pretrained(embedded.EMBEDDED_MODEL_DIR / "vae")
     unet = UNet2DConditionModel.from_pretrained(embedded.EMBEDDED_MODEL_DIR / "unet")
     assert vae.config.latent_channels == 4 and unet.config.cross_attention_dim == 384
-    total = sum(p.stat().st_size for p in embedded.ASSETS_DIR.rglob("*.safetensors") if "cache" not in str(p))
-    assert total <= 25e6
+
+    def size(*folders):
+        return sum(p.stat().st_size for f in folders for p in (embedded.ASSETS_DIR / f).rglob("*") if p.is_file())
+
+    assert size("meg-ldm", "shapes-classifier") <= 25e6  # the generation side's weights
+    assert size("seed-codec") <= 8e6
+    assert size(".") <= 45e6  # everything shipped, the default cache included
 
 
 def test_classifier_reads_a_render():

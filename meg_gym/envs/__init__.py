@@ -1,0 +1,1 @@
+"""The MEG environments, one module each (the Env and its natively batched VectorEnv live together)."""
