@@ -1,0 +1,130 @@
+"""Train every learner for several seeds, evaluate every baseline, and write docs/baseline_results.md (+ .json).
+
+    python scripts/baseline_sweep.py                                  # 3 seeds, the step counts below
+    python scripts/baseline_sweep.py --seeds 1 --learners ppo --timesteps 20000   # a smoke run
+
+Runs go to runs/sweep__{algo}__{seed}; a run whose eval.json already exists is not redone, so an
+interrupted sweep continues where it stopped. The table gives, per policy, the mean over seeds of the
+test-split mean PSNR, the spread across seeds (min..max and the standard deviation), the paired difference
+to static power, and each learner's wall time per 100k environment steps (training only; the machine is
+recorded).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import tyro
+
+ROOT = Path(__file__).resolve().parent.parent
+LEARNERS = {
+    "ppo": "ppo_continuous_action.py",
+    "ddpg": "ddpg_continuous_action.py",
+    "td3": "td3_continuous_action.py",
+    "sac": "sac_continuous_action.py",
+}
+FIXED = {
+    "static": ("static_power.py", []),
+    "channel-inversion": ("heuristics.py", ["--policy", "channel-inversion"]),
+    "threshold": ("heuristics.py", ["--policy", "threshold"]),
+    "oracle": ("oracle.py", []),
+}
+
+
+@dataclass
+class Args:
+    seeds: list[int] = field(default_factory=lambda: [1, 2, 3])
+    """training seeds of each learner"""
+    learners: list[str] = field(default_factory=lambda: list(LEARNERS))
+    """which learners to train"""
+    timesteps: dict[str, int] = field(
+        default_factory=lambda: {"ppo": 200_000, "ddpg": 50_000, "td3": 50_000, "sac": 50_000}
+    )
+    """training steps per learner"""
+    eval_episodes: int = 1024
+    """test-split episodes per evaluation"""
+    output: Path = Path("docs/baseline_results.md")
+
+
+def run(script: str, run_name: str, extra: list[str]) -> tuple[dict, float]:
+    path = Path("runs") / run_name / "eval.json"
+    timing = path.with_name("wall_time.json")
+    if path.exists() and timing.exists():
+        return json.loads(path.read_text()), json.loads(timing.read_text())["train_s"]
+    cmd = [sys.executable, str(ROOT / "baselines" / script), "--run-name", run_name, *extra]
+    print("$", " ".join(cmd[1:]), flush=True)
+    start = time.time()
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    total = time.time() - start
+    eval_s = next((float(x.split()[-1]) for x in out.splitlines() if x.startswith("eval_seconds")), 0.0)
+    timing.write_text(json.dumps({"total_s": total, "train_s": total - eval_s}))
+    return json.loads(path.read_text()), total - eval_s
+
+
+def main(args: Args) -> None:
+    evals = ["--eval-episodes", str(args.eval_episodes)]
+    per_episode: dict[str, list[np.ndarray]] = {}
+    wall: dict[str, list[float]] = {}
+    for name, (script, extra) in FIXED.items():
+        data, _ = run(script, f"sweep__{name}", extra + evals)
+        per_episode[name] = [np.asarray(data["psnr"]["per_episode"])]
+    for algo in args.learners:
+        steps = args.timesteps[algo]
+        for seed in args.seeds:
+            extra = ["--seed", str(seed), "--total-timesteps", str(steps), *evals]
+            data, train_s = run(LEARNERS[algo], f"sweep__{algo}__{seed}", extra)
+            per_episode.setdefault(algo, []).append(np.asarray(data["psnr"]["per_episode"]))
+            wall.setdefault(algo, []).append(train_s / steps * 100_000)
+    static = per_episode["static"][0]
+    rows = []
+    for name, runs in per_episode.items():
+        means = np.array([r.mean() for r in runs])
+        diffs = np.array([(r - static).mean() for r in runs])
+        rows.append(
+            {
+                "policy": name,
+                "seeds": len(runs),
+                "psnr_mean": float(means.mean()),
+                "psnr_seed_std": float(means.std(ddof=1)) if len(runs) > 1 else 0.0,
+                "psnr_seed_min": float(means.min()),
+                "psnr_seed_max": float(means.max()),
+                "vs_static": float(diffs.mean()),
+                "vs_static_per_seed": diffs.tolist(),
+                "wall_s_per_100k": float(np.mean(wall[name])) if name in wall else None,
+            }
+        )
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    result = {"rows": rows, "timesteps": args.timesteps, "seeds": args.seeds, "commit": commit,
+              "machine": platform.processor() or platform.machine(), "eval_episodes": args.eval_episodes}  # fmt: skip
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.with_suffix(".json").write_text(json.dumps(result, indent=2))
+    lines = [
+        "# Baselines on MEG-PowerControl-v0 (default settings)",
+        "",
+        f"Made by `python scripts/baseline_sweep.py` at commit `{commit}` on a 2-core CPU machine; "
+        f"training steps {args.timesteps}, seeds {args.seeds}; each policy evaluated on {args.eval_episodes} "
+        "test-split episodes with the same seeds. Data: [baseline_results.json](baseline_results.json).",
+        "",
+        "| policy | seeds | test PSNR (dB), mean over seeds | spread across seeds (min..max, std) | vs static (dB, per seed) | train wall time per 100k steps |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        spread = (
+            f"{r['psnr_seed_min']:.2f}..{r['psnr_seed_max']:.2f}, {r['psnr_seed_std']:.2f}" if r["seeds"] > 1 else "-"
+        )
+        per_seed = ", ".join(f"{d:+.2f}" for d in r["vs_static_per_seed"])
+        wall_s = f"{r['wall_s_per_100k'] / 60:.1f} min" if r["wall_s_per_100k"] else "-"
+        lines.append(f"| {r['policy']} | {r['seeds']} | {r['psnr_mean']:.2f} | {spread} | {per_seed} | {wall_s} |")
+    args.output.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))

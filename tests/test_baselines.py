@@ -1,0 +1,104 @@
+"""Every baseline runs as a script, briefly, and writes an eval.json in the shared schema; the oracle's solver."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from meg_gym import evaluation
+
+ROOT = Path(__file__).resolve().parent.parent
+SHORT_EVAL = ["--eval-episodes", "32"]
+RUNS = {
+    "ppo_continuous_action.py": ["--total-timesteps", "256", "--num-envs", "16", "--num-steps", "16", "--save-model"],
+    "ddpg_continuous_action.py": ["--total-timesteps", "320", "--learning-starts", "160", "--batch-size", "32"],
+    "td3_continuous_action.py": ["--total-timesteps", "320", "--learning-starts", "160", "--batch-size", "32"],
+    "sac_continuous_action.py": ["--total-timesteps", "320", "--learning-starts", "160", "--batch-size", "32"],
+    "static_power.py": [],
+    "heuristics.py": ["--policy", "channel-inversion"],
+    "oracle.py": ["--env.budget-fraction", "0.4"],
+}
+
+
+def load_baseline(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "baselines" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while the file executes
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("script", sorted(RUNS))
+def test_baseline_runs_and_writes_a_valid_eval_json(script, tmp_path):
+    cmd = [sys.executable, str(ROOT / "baselines" / script), "--run-name", "unit", *RUNS[script], *SHORT_EVAL]
+    result = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = json.loads((tmp_path / "runs" / "unit" / "eval.json").read_text())
+    evaluation.validate_eval(data)
+    assert data["episodes"] == 32 and data["env_kwargs"]["split"] == "test"
+    assert data["seeds"][0] == evaluation.EVAL_SEED
+    assert 0 < data["energy_used"]["mean"] <= data["energy_budget"] * (1 + 1e-9)
+    assert list((tmp_path / "runs" / "unit").glob("events.out.tfevents.*")), "tensorboard log missing"
+    if script == "oracle.py":
+        assert data["env_kwargs"]["budget_fraction"] == 0.4
+    if "--save-model" in RUNS[script]:
+        assert (tmp_path / "runs" / "unit" / "model.safetensors").exists()
+
+
+def test_validate_eval_rejects_broken_files():
+    good = {
+        "schema": evaluation.SCHEMA,
+        "env_id": "MEG-PowerControl-v0",
+        "env_kwargs": {"split": "test"},
+        "policy": "static",
+        "run_name": "r",
+        "episodes": 2,
+        "seeds": [1, 2],
+        "energy_budget": 1.0,
+        "git_commit": "abc",
+        "created": "now",
+        "meg_gym_version": "0",
+        "args": {},
+        **{k: {"mean": 1.5, "std": 0.5, "per_episode": [1.0, 2.0]} for k in ("quality", "psnr", "ssim", "energy_used")},
+    }
+    evaluation.validate_eval(good)
+    for change, message in [
+        ({"schema": "other"}, "schema"),
+        ({"env_kwargs": {"split": "train"}}, "test split"),
+        ({"seeds": [1]}, "seeds"),
+        ({"psnr": {"mean": 9.0, "std": 0.5, "per_episode": [1.0, 2.0]}}, "mean does not match"),
+        ({"psnr": {"mean": 1.5, "std": 0.5, "per_episode": [1.0, float("nan")]}}, "finite"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            evaluation.validate_eval({**good, **change})
+    bad = dict(good)
+    del bad["git_commit"]
+    with pytest.raises(ValueError, match="git_commit"):
+        evaluation.validate_eval(bad)
+
+
+def test_oracle_water_filling_is_optimal_for_its_model():
+    from scipy.optimize import minimize
+
+    oracle = load_baseline("oracle")
+    rng = np.random.default_rng(0)
+    a = rng.exponential(10.0, (20, 8))
+    total, peak = np.full(20, 20.0), 5.0
+    p = oracle.mmse_water_filling(a, total, peak)
+    assert np.all(p >= 0) and np.all(p <= peak + 1e-12)
+    np.testing.assert_allclose(p.sum(1), total, rtol=1e-9)
+    for i in range(5):
+        objective = lambda x, ai=a[i]: np.sum(1 / (1 + ai * x))  # noqa: E731
+        res = minimize(
+            objective, np.full(8, 2.5), bounds=[(0, peak)] * 8,
+            constraints=[{"type": "ineq", "fun": lambda x, t=total[i]: t - x.sum()}], method="SLSQP",
+        )  # fmt: skip
+        assert objective(p[i]) <= res.fun + 1e-6
+    # a budget that covers every block at peak gives every block the peak
+    assert np.all(oracle.mmse_water_filling(a[:2], np.full(2, 100.0), peak) == peak)
