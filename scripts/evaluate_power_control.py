@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import math
 import platform
-import subprocess
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ import tyro
 
 import meg_gym  # noqa: F401
 from meg_gym import codec as codec_lib
+from meg_gym import evaluation
 from meg_gym.config import PowerControlConfig
 
 ENV_ID = "MEG-PowerControl-v0"
@@ -74,14 +74,18 @@ def steps_per_second(make, num_envs: int, seconds: float) -> float:
     rng = np.random.default_rng(0)
     env.reset(seed=0)
     shape = (num_envs, 1) if num_envs > 1 else (1,)
-    for _ in range(16):  # warm up: first decodes, reference images
-        env.step(rng.uniform(0, 1, shape).astype(np.float32))
-    steps, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
+
+    def step() -> None:
         _, _, terminated, truncated, _ = env.step(rng.uniform(0, 1, shape).astype(np.float32))
-        steps += num_envs
         if num_envs == 1 and (terminated or truncated):
             env.reset()
+
+    for _ in range(16):  # warm up: first decodes, reference images
+        step()
+    steps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        step()
+        steps += num_envs
     rate = steps / (time.perf_counter() - start)
     env.close()
     return rate
@@ -114,13 +118,6 @@ def reference_png_bits(count: int) -> np.ndarray:
     pipe = _pipeline_for(PowerControlConfig(split="test"))
     images = pipe.references(np.arange(min(count, len(pipe.rows))))
     return codec_lib.image_bits(to_uint8(images), compress=True)
-
-
-def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    except OSError:
-        return "unknown"
 
 
 def main(args: Args) -> None:
@@ -165,7 +162,7 @@ def main(args: Args) -> None:
         "steps_per_second": speed,
         "config": default.to_dict(),
         "args": {k: str(v) for k, v in asdict(args).items()},
-        "commit": git_commit(),
+        "commit": evaluation.git_commit(),
         "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads",
         "torch": torch.__version__,
         "wall_s": time.time() - t0,
