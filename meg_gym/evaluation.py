@@ -29,17 +29,23 @@ from __future__ import annotations
 import datetime as dt
 import json
 import subprocess
+import time
 from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from meg_gym.config import PowerControlConfig
+
 __all__ = [
     "DEFAULT_EVAL_EPISODES",
     "EVAL_SEED",
     "SCHEMA",
+    "PolicyRunArgs",
     "evaluate_policy",
+    "run_policy",
     "git_commit",
     "validate_eval",
     "write_eval",
@@ -210,7 +216,6 @@ def record_gifs(
 def start_tracking(args: Any, run_name: str, project: str, entity: str | None) -> Any:
     """Start a Weights & Biases run that mirrors tensorboard; offline when no API key is set, so it never asks."""
     import os
-    from dataclasses import asdict
 
     try:
         import wandb
@@ -235,3 +240,58 @@ def log_eval(writer: Any, result: dict[str, Any], step: int = 0) -> None:
         writer.add_scalar(f"eval/{key}", result[key]["mean"], step)
     writer.add_scalar("charts/episodic_return", result["quality"]["mean"], step)
     writer.add_scalar("charts/image_quality_psnr", result["psnr"]["mean"], step)
+
+
+@dataclass
+class PolicyRunArgs:
+    """The flags of the baselines that do not learn (static power, heuristics, oracle); each file extends it."""
+
+    exp_name: str = "policy"
+    """name of this experiment"""
+    seed: int = 1
+    """seed of the run (the policy is deterministic; evaluation seeds are fixed by --eval-seed)"""
+    total_timesteps: int = 0
+    """unused: nothing to train (kept so every baseline takes the same flags)"""
+    track: bool = False
+    """log to Weights & Biases (offline unless WANDB_API_KEY is set)"""
+    wandb_project_name: str = "meg-gym"
+    """the W&B project"""
+    wandb_entity: str | None = None
+    """the W&B entity (team)"""
+    capture_video: bool = False
+    """save GIFs of a few test episodes to videos/{run_name}/"""
+    save_model: bool = False
+    """nothing to save for a fixed policy; accepted for a uniform interface"""
+    run_name: str | None = None
+    """run name; default {env_id}__{exp_name}__{seed}__{time}"""
+    env_id: str = "MEG-PowerControl-v0"
+    """the environment id"""
+    env: PowerControlConfig = field(default_factory=PowerControlConfig)
+    """environment settings (the split is always "test" for evaluation)"""
+    eval_episodes: int = DEFAULT_EVAL_EPISODES
+    """test-split episodes"""
+    eval_seed: int = EVAL_SEED
+    """first evaluation seed"""
+
+
+def run_policy(args: PolicyRunArgs, policy: Callable[[np.ndarray, Any], Any], policy_name: str) -> dict[str, Any]:
+    """Evaluate a fixed policy under the protocol: eval.json, tensorboard, optional W&B and GIFs."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    run_name = args.run_name or f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    run_dir = Path("runs") / run_name
+    tracking = start_tracking(args, run_name, args.wandb_project_name, args.wandb_entity) if args.track else None
+    writer = SummaryWriter(str(run_dir))
+    kwargs = env_kwargs(args.env)
+    result = evaluate_policy(policy, args.env_id, kwargs, args.eval_episodes, args.eval_seed)
+    path = write_eval(run_dir / "eval.json", result, policy_name, run_name, asdict(args))
+    log_eval(writer, result)
+    print(
+        f"{policy_name}: test-split PSNR {result['psnr']['mean']:.2f} dB over {result['episodes']} episodes -> {path}"
+    )
+    if args.capture_video:
+        record_gifs(policy, args.env_id, kwargs, Path("videos") / run_name, seed=args.eval_seed)
+    writer.close()
+    if tracking is not None:
+        tracking.finish()
+    return result

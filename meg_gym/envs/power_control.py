@@ -327,6 +327,15 @@ class _LinkBatch:
             self.last_images[i] = result["images"][j]
         return _Final(envs=envs, reward=reward, info=info, images=result["images"])
 
+    def __getstate__(self) -> dict[str, Any]:
+        # the shared pipeline (cache, codec, VAE) is re-acquired from the config, not pickled
+        return {k: v for k, v in self.__dict__.items() if k not in ("pipeline", "last_images")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.pipeline = _pipeline_for(self.config)
+        self.last_images = [None] * self.num_envs
+
     def reset_info(self, envs: np.ndarray) -> dict[str, np.ndarray]:
         return {"prompt": np.array([self.pipeline.prompts[r] for r in self.rows[envs]], dtype=object)}
 
@@ -506,18 +515,6 @@ class PowerControlEnv(gym.Env):
             raise RuntimeError("call reset() before render()")
         return self._link.frame(0)
 
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        state["_link"] = None
-        state["_link_state"] = {k: v for k, v in self._link.__dict__.items() if k not in ("pipeline", "last_images")}
-        return state
-
-    def __setstate__(self, state):
-        link_state = state.pop("_link_state")
-        self.__dict__.update(state)
-        self._link = _LinkBatch(self.config, 1)
-        self._link.__dict__.update(link_state)
-
 
 class PowerControlVectorEnv(VectorEnv):
     """MEG-PowerControl-v0 for ``num_envs`` episodes at once, natively batched (see :class:`PowerControlEnv`).
@@ -654,18 +651,6 @@ class PowerControlVectorEnv(VectorEnv):
         if not self._started:
             raise RuntimeError("call reset() before render()")
         return tuple(self._link.frame(i) for i in range(self.num_envs))
-
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        state["_link"] = None
-        state["_link_state"] = {k: v for k, v in self._link.__dict__.items() if k not in ("pipeline", "last_images")}
-        return state
-
-    def __setstate__(self, state):
-        link_state = state.pop("_link_state")
-        self.__dict__.update(state)
-        self._link = _LinkBatch(self.config, self.num_envs)
-        self._link.__dict__.update(link_state)
 
 
 def _with_masks(info: dict[str, np.ndarray], envs: np.ndarray | None, num_envs: int) -> dict[str, np.ndarray]:
