@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @dataclass
 class Args:
-    ppo_timesteps: int = 250_000
+    ppo_timesteps: int = 300_000
     """PPO training steps (the default takes about ten minutes on this project's 2-core machine)"""
     seed: int = 1
     """PPO's training seed"""

@@ -102,3 +102,14 @@ def test_oracle_water_filling_is_optimal_for_its_model():
         assert objective(p[i]) <= res.fun + 1e-6
     # a budget that covers every block at peak gives every block the peak
     assert np.all(oracle.mmse_water_filling(a[:2], np.full(2, 100.0), peak) == peak)
+
+
+def test_evaluation_does_not_depend_on_the_batch_size():
+    def half_share(obs, env):
+        return np.clip(obs[:, 3] * 0.5, 0, 1)[:, None]
+
+    a = evaluation.evaluate_policy(half_share, episodes=8, num_envs=8)
+    b = evaluation.evaluate_policy(half_share, episodes=8, num_envs=3)
+    assert a["seeds"] == b["seeds"] == [evaluation.EVAL_SEED + j for j in range(8)]
+    np.testing.assert_allclose(a["psnr"]["per_episode"], b["psnr"]["per_episode"], rtol=0, atol=1e-3)
+    np.testing.assert_allclose(a["energy_used"]["per_episode"], b["energy_used"]["per_episode"], rtol=1e-12)
