@@ -326,7 +326,7 @@ if __name__ == "__main__":
         from safetensors.torch import save_file
 
         save_file({k: v.contiguous() for k, v in agent.state_dict().items()}, str(run_dir / "model.safetensors"))
-        (run_dir / "model.json").write_text(json.dumps({"obs_dim": obs_dim, "args": asdict(args)}, default=str))
+        (run_dir / "model.json").write_text(json.dumps({"algorithm": "ppo", "obs_dim": obs_dim, "args": asdict(args)}, default=str))
 
     agent.eval()
 

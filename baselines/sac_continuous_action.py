@@ -320,7 +320,7 @@ if __name__ == "__main__":
 
         run_dir.mkdir(parents=True, exist_ok=True)
         save_file({k: v.contiguous() for k, v in actor.state_dict().items()}, str(run_dir / "actor.safetensors"))
-        (run_dir / "model.json").write_text(json.dumps({"args": asdict(args)}, default=str))
+        (run_dir / "model.json").write_text(json.dumps({"algorithm": "sac", "args": asdict(args)}, default=str))
 
     actor.eval()
 

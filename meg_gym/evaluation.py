@@ -14,7 +14,8 @@ eval.json (``schema == "meg-gym-eval/1"``), the keys :func:`validate_eval` check
 | key | meaning |
 |---|---|
 | schema | "meg-gym-eval/1" |
-| env_id, env_kwargs | the environment and its settings (``split`` is always "test") |
+| env_id, env_kwargs | the environment and the settings given to it (``split`` is always "test") |
+| env_config | every setting of the environment as it ran, defaults included (so a later change of a default cannot make old results ambiguous) |
 | policy | name of the policy or algorithm, e.g. "ppo", "static" |
 | run_name | the training run (``{env_id}__{exp_name}__{seed}__{time}``) or the policy name |
 | episodes, seeds | number of episodes and the seed of each |
@@ -88,6 +89,7 @@ def evaluate_policy(
     env = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", split="test", **env_kwargs)
     per_episode: dict[str, list] = {k: [] for k in _METRICS}
     budget = None
+    config = getattr(env.unwrapped, "config", None)
     try:
         for start in range(0, episodes, num_envs):
             obs, _ = env.reset(seed=seed + start)
@@ -114,6 +116,7 @@ def evaluate_policy(
         "schema": SCHEMA,
         "env_id": env_id,
         "env_kwargs": {**env_kwargs, "split": "test"},
+        "env_config": config.to_dict() if config is not None else None,
         "episodes": episodes,
         "seeds": [seed + j for j in range(episodes)],
         **summary,

@@ -1,9 +1,10 @@
 """Train every learner for several seeds, evaluate every baseline, and write docs/baseline_results.md (+ .json).
 
     python scripts/baseline_sweep.py                                  # 3 seeds, the step counts below
-    python scripts/baseline_sweep.py --seeds 1 --learners ppo --timesteps 20000   # a smoke run
+    python scripts/baseline_sweep.py --seeds 1 --learners ppo --timesteps.ppo 20000   # a smoke run
+    python scripts/baseline_sweep.py --prefix bf0.1 --env budget-fraction 0.1 --no-write
 
-Runs go to runs/sweep__{algo}__{seed}; a run whose eval.json already exists is not redone, so an
+Runs go to runs/{prefix}__{algo}__{seed} (fixed policies: runs/{prefix}__{name}); a run whose eval.json already exists is not redone, so an
 interrupted sweep continues where it stopped. The table gives, per policy, the mean over seeds of the
 test-split mean PSNR, the spread across seeds (min..max and the standard deviation), the paired difference
 to static power, and each learner's wall time per 100k environment steps (training only; the machine is
@@ -50,7 +51,13 @@ class Args:
     """training steps per learner"""
     eval_episodes: int = 1024
     """test-split episodes per evaluation"""
+    env: dict[str, str] = field(default_factory=dict)
+    """environment settings for every baseline, e.g. --env budget-fraction 0.1 peak-snr-db 0"""
+    prefix: str = "sweep"
+    """runs go to runs/{prefix}__..."""
     output: Path = Path("docs/baseline_results.md")
+    write: bool = True
+    """write --output (and its .json); --no-write only runs and collects"""
 
 
 def run(script: str, run_name: str, extra: list[str]) -> tuple[dict, float]:
@@ -68,20 +75,30 @@ def run(script: str, run_name: str, extra: list[str]) -> tuple[dict, float]:
     return json.loads(path.read_text()), total - eval_s
 
 
-def main(args: Args) -> None:
-    evals = ["--eval-episodes", str(args.eval_episodes)]
-    per_episode: dict[str, list[np.ndarray]] = {}
+def collect(args: Args) -> tuple[dict[str, list[dict]], dict[str, list[float]]]:
+    """Run (or reuse) every baseline; eval.json bodies per policy, and each learner's seconds per 100k steps."""
+    env_flags = [x for key, value in args.env.items() for x in (f"--env.{key.replace('_', '-')}", str(value))]
+    evals = ["--eval-episodes", str(args.eval_episodes), *env_flags]
+    results: dict[str, list[dict]] = {}
     wall: dict[str, list[float]] = {}
     for name, (script, extra) in FIXED.items():
-        data, _ = run(script, f"sweep__{name}", extra + evals)
-        per_episode[name] = [np.asarray(data["psnr"]["per_episode"])]
+        data, _ = run(script, f"{args.prefix}__{name}", extra + evals)
+        results[name] = [data]
     for algo in args.learners:
         steps = args.timesteps[algo]
         for seed in args.seeds:
             extra = ["--seed", str(seed), "--total-timesteps", str(steps), *evals]
-            data, train_s = run(LEARNERS[algo], f"sweep__{algo}__{seed}", extra)
-            per_episode.setdefault(algo, []).append(np.asarray(data["psnr"]["per_episode"]))
+            data, train_s = run(LEARNERS[algo], f"{args.prefix}__{algo}__{seed}", extra)
+            results.setdefault(algo, []).append(data)
             wall.setdefault(algo, []).append(train_s / steps * 100_000)
+    return results, wall
+
+
+def main(args: Args) -> None:
+    results, wall = collect(args)
+    if not args.write:
+        return
+    per_episode = {name: [np.asarray(d["psnr"]["per_episode"]) for d in runs] for name, runs in results.items()}
     static = per_episode["static"][0]
     rows = []
     for name, runs in per_episode.items():

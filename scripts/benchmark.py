@@ -1,0 +1,328 @@
+"""Speed of MEG-PowerControl-v0 against its peers and its compute floor; writes docs/benchmarks.md (+ .json).
+
+    python scripts/benchmark.py                 # the full run (about 25 minutes on 2 CPU cores)
+    python scripts/benchmark.py --quick         # short timings and a short soak, output under /tmp
+
+Measured, all with random actions on the default configuration (train prompts, 8 blocks, seed 1/4):
+
+- steps per second of a single env (gym.make), of Gymnasium's SyncVectorEnv(N) over single envs and of the
+  native vector env (vector_entry_point) for N in --sizes, and the ratio native / sync;
+- the compute floor: what the environment cannot avoid per episode (one seed decode, one VAE decode, PSNR
+  and SSIM per image, batched over N), timed directly in a tight loop, as steps per second (8 steps per
+  episode), and the native env's throughput as a fraction of it;
+- cached vs live: episodes per second of the native env with the latent cache, against generating each
+  episode's latent live with the same embedded LDM (ES denoising with classifier-free guidance) first;
+- memory: peak resident set size, and the resident set sampled over a long run of the native env (--soak-steps).
+
+Timings are wall-clock medians of --repeats runs of --seconds each, after a warm-up.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import resource
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+import tyro
+
+import meg_gym  # noqa: F401
+from meg_gym import evaluation, quality
+from meg_gym.config import PowerControlConfig
+from meg_gym.envs.power_control import _pipeline_for
+
+ENV_ID = "MEG-PowerControl-v0"
+
+
+@dataclass
+class Args:
+    sizes: tuple[int, ...] = (1, 16, 64, 256)
+    """numbers of environments for the vector-env comparison"""
+    seconds: float = 6.0
+    """duration of one timing run"""
+    repeats: int = 3
+    """timing runs per figure (the median is reported)"""
+    soak_steps: int = 1_000_000
+    """environment steps of the memory run (native vector env, 64 envs)"""
+    live_episodes: int = 64
+    """episodes generated live for the cached-vs-live comparison"""
+    output: Path = Path("docs/benchmarks.md")
+    quick: bool = False
+    """1 s timings, one repeat, a 20k-step soak, output under /tmp"""
+
+
+def rss_mb() -> float:
+    """Current resident set size in MB (Linux /proc)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def timed(run_once, seconds: float, repeats: int) -> float:
+    """Median rate of ``run_once() -> units done`` over ``repeats`` runs of about ``seconds`` each."""
+    rates = []
+    for _ in range(repeats):
+        done, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            done += run_once()
+        rates.append(done / (time.perf_counter() - start))
+    return float(np.median(rates))
+
+
+def env_rate(env, num_envs: int, args: Args, vector: bool) -> float:
+    rng = np.random.default_rng(0)
+    env.reset(seed=0)
+    shape = (num_envs, 1) if vector else (1,)
+    actions = [rng.uniform(0, 1, shape).astype(np.float32) for _ in range(64)]
+    counter = {"i": 0}
+
+    def run_once() -> int:
+        for _ in range(8):
+            counter["i"] += 1
+            _, _, terminated, truncated, _ = env.step(actions[counter["i"] % 64])
+            if not vector and (terminated or truncated):
+                env.reset()
+        return 8 * num_envs
+
+    for _ in range(4):  # warm-up: first decodes, the memoised reference images
+        run_once()
+    return timed(run_once, args.seconds, args.repeats)
+
+
+def vector_rates(args: Args) -> dict:
+    out = {"single": env_rate(gym.make(ENV_ID), 1, args, vector=False), "sync": {}, "native": {}}
+    print(f"single env: {out['single']:,.0f} steps/s", flush=True)
+    for n in args.sizes:
+        sync = gym.make_vec(ENV_ID, num_envs=n, vectorization_mode="sync")
+        out["sync"][n] = env_rate(sync, n, args, vector=True)
+        sync.close()
+        native = gym.make_vec(ENV_ID, num_envs=n, vectorization_mode="vector_entry_point")
+        out["native"][n] = env_rate(native, n, args, vector=True)
+        native.close()
+        print(f"N={n}: sync {out['sync'][n]:,.0f}, native {out['native'][n]:,.0f} steps/s", flush=True)
+    return out
+
+
+def compute_floor(num_envs: int, args: Args) -> dict:
+    """Steps per second if the env did nothing but its unavoidable batched work: decode, VAE, metrics."""
+    from meg_gym import codec as codec_lib
+
+    config = PowerControlConfig()
+    pipe = _pipeline_for(config)
+    rng = np.random.default_rng(0)
+    idx = rng.integers(len(pipe.rows), size=num_envs)
+    refs = pipe.references(idx)  # the env memoises these too
+    symbols = torch.from_numpy(pipe.symbols[idx]).to(torch.complex64)
+    received, rel = codec_lib.simulate_channel(symbols, torch.full(symbols.shape, 0.5))
+    side, target = pipe.side[idx], quality.to_unit(refs)
+    scale = pipe.scaling_factor
+
+    def run_once() -> int:
+        with torch.no_grad():
+            latents = pipe.scheme.decode(received, rel, side)
+            images = pipe.vae.decode(latents / scale).sample.clamp(-1, 1)
+            pred = quality.to_unit(images)
+            quality.psnr(pred, target)
+            quality.ssim(pred, target)
+        return num_envs * config.num_blocks
+
+    run_once()
+    parts = {}
+    with torch.no_grad():
+        for name, fn in {
+            "seed decode": lambda: pipe.scheme.decode(received, rel, side),
+            "VAE decode": lambda: pipe.vae.decode(torch.zeros(num_envs, *pipe.cache.latent_shape)).sample,
+            "PSNR + SSIM": lambda: (quality.psnr(target, target), quality.ssim(target, target)),
+        }.items():
+            start, calls = time.perf_counter(), 0
+            while time.perf_counter() - start < max(1.0, args.seconds / 3):
+                fn()
+                calls += 1
+            parts[name] = (time.perf_counter() - start) / calls * 1000 / num_envs
+    return {"steps_per_s": timed(run_once, args.seconds, args.repeats), "ms_per_episode": parts}
+
+
+def cached_vs_live(args: Args, cached_steps_per_s: float) -> dict:
+    """Episodes per second with the cache vs generating the ES latent of each episode live first."""
+    from meg_gym.generation.split_pipeline import SplitPipeline
+
+    config = PowerControlConfig()
+    pipe = _pipeline_for(config)
+    settings = pipe.cache.settings
+    split = SplitPipeline.from_pretrained(
+        None, num_inference_steps=int(settings["num_inference_steps"]), guidance_scale=float(settings["guidance_scale"])
+    )
+    prompts = [pipe.prompts[i % len(pipe.prompts)] for i in range(args.live_episodes)]
+    split.es_generate(prompts[:4], seeds=list(range(4)))  # warm-up
+    start = time.perf_counter()
+    with torch.no_grad():
+        split.es_generate(prompts, seeds=list(range(len(prompts))))
+    generate_s = (time.perf_counter() - start) / len(prompts)
+    cached = cached_steps_per_s / config.num_blocks
+    live = 1.0 / (generate_s + 1.0 / cached)
+    return {
+        "cached_episodes_per_s": cached,
+        "live_episodes_per_s": live,
+        "live_generation_ms_per_episode": generate_s * 1000,
+        "num_inference_steps": int(settings["num_inference_steps"]),
+        "guidance_scale": float(settings["guidance_scale"]),
+        "ratio": cached / live,
+    }
+
+
+def soak(args: Args) -> dict:
+    env = gym.make_vec(ENV_ID, num_envs=64, vectorization_mode="vector_entry_point")
+    rng = np.random.default_rng(0)
+    env.reset(seed=0)
+    actions = rng.uniform(0, 1, (64, 64, 1)).astype(np.float32)
+    samples, steps, start = [], 0, time.perf_counter()
+    every = max(args.soak_steps // 20, 64 * 8)
+    last_rate_t, last_rate_steps, rates = start, 0, []
+    while steps < args.soak_steps:
+        env.step(actions[(steps // 64) % 64])
+        steps += 64
+        if steps % every < 64:
+            now = time.perf_counter()
+            rates.append((steps - last_rate_steps) / (now - last_rate_t))
+            last_rate_t, last_rate_steps = now, steps
+            samples.append((steps, rss_mb()))
+    env.close()
+    warm = samples[1][1] if len(samples) > 1 else samples[0][1]  # after the first decodes and references
+    return {
+        "steps": steps,
+        "seconds": time.perf_counter() - start,
+        "rss_mb": samples,
+        "growth_after_warmup": (samples[-1][1] - warm) / warm,
+        "steps_per_s_first_last": [rates[1] if len(rates) > 1 else rates[0], rates[-1]],
+    }
+
+
+def render(r: dict, args: Args) -> str:
+    v, floor, live, mem = r["vector"], r["floor"], r["live"], r["soak"]
+    native64 = r["native64"]
+    lines = [
+        "# Benchmarks: MEG-PowerControl-v0",
+        "",
+        f"Made by `{r['command']}` at commit `{r['commit']}` on {r['machine']} (torch {r['torch']}, "
+        f"{r['threads']} threads), in {r['wall_s'] / 60:.1f} min. Data: [benchmarks.json](benchmarks.json). "
+        "Random actions on the default configuration; rates are medians of "
+        f"{args.repeats} runs of {args.seconds:g} s.",
+        "",
+        "## Steps per second",
+        "",
+        "| environments | SyncVectorEnv (single envs) | native VectorEnv | native / sync |",
+        "|---|---|---|---|",
+        f"| single env (gym.make) | {v['single']:,.0f} | | |",
+    ]
+    for n in v["native"]:
+        lines.append(f"| {n} | {v['sync'][n]:,.0f} | {v['native'][n]:,.0f} | {v['native'][n] / v['sync'][n]:.1f}x |")
+    lines += [
+        "",
+        "## The compute floor (64 environments)",
+        "",
+        "The unavoidable work per episode, batched over 64 episodes and timed alone: "
+        + ", ".join(f"{k} {ms:.2f} ms" for k, ms in floor["ms_per_episode"].items())
+        + " per episode.",
+        "",
+        "| | steps/s |",
+        "|---|---|",
+        f"| compute floor (8 steps per episode) | {floor['steps_per_s']:,.0f} |",
+        f"| native VectorEnv(64) | {native64:,.0f} ({native64 / floor['steps_per_s']:.0%} of the floor) |",
+        "",
+        "## Cached vs live latents",
+        "",
+        f"Live: the embedded LDM generates each episode's latent first ({live['num_inference_steps']} DDIM steps, "
+        f"guidance {live['guidance_scale']:g}, batch of {args.live_episodes}: "
+        f"{live['live_generation_ms_per_episode']:.0f} ms per episode), then the episode runs as usual.",
+        "",
+        "| | episodes/s |",
+        "|---|---|",
+        f"| cached (native VectorEnv(64)) | {live['cached_episodes_per_s']:,.1f} |",
+        f"| live generation | {live['live_episodes_per_s']:,.1f} |",
+        f"| ratio | {live['ratio']:.0f}x |",
+        "",
+        "## Memory",
+        "",
+        f"Peak resident set of this whole benchmark process: {r['peak_rss_mb']:,.0f} MB. Long run: native "
+        f"VectorEnv(64), {mem['steps']:,} steps in {mem['seconds'] / 60:.1f} min; resident set "
+        f"{mem['rss_mb'][0][1]:,.0f} MB at {mem['rss_mb'][0][0]:,} steps, {mem['rss_mb'][-1][1]:,.0f} MB at the end: "
+        f"{mem['growth_after_warmup']:+.1%} after warm-up. Speed at the start and the end of the run: "
+        f"{mem['steps_per_s_first_last'][0]:,.0f} and {mem['steps_per_s_first_last'][1]:,.0f} steps/s.",
+        "",
+        "## Targets",
+        "",
+        "| target | measured | met |",
+        "|---|---|---|",
+    ]
+    for name, value, ok in r["targets"]:
+        lines.append(f"| {name} | {value} | {'yes' if ok else 'no'} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(args: Args) -> None:
+    if args.quick:
+        args.seconds, args.repeats, args.soak_steps, args.live_episodes = 1.0, 1, 20_000, 8
+        if args.output == Path("docs/benchmarks.md"):
+            args.output = Path("/tmp/meg-gym-benchmarks/benchmarks.md")
+    start = time.time()
+    vector = vector_rates(args)
+    vector = {"single": vector["single"], "sync": {str(k): x for k, x in vector["sync"].items()},
+              "native": {str(k): x for k, x in vector["native"].items()}}  # fmt: skip
+    floor = compute_floor(64, args)
+    print(f"floor: {floor['steps_per_s']:,.0f} steps/s {floor['ms_per_episode']}", flush=True)
+    native64 = vector["native"].get("64") or evaluation_rate_64(args)
+    live = cached_vs_live(args, native64)
+    print(
+        f"cached {live['cached_episodes_per_s']:.1f} vs live {live['live_episodes_per_s']:.1f} episodes/s", flush=True
+    )
+    memory = soak(args)
+    print(f"soak: {memory['growth_after_warmup']:+.1%} resident-set growth after warm-up", flush=True)
+    sync64 = vector["sync"].get("64") or float("nan")
+    targets = [
+        ("native VectorEnv(64) >= 10x SyncVectorEnv(64)", f"{native64 / sync64:.1f}x", native64 >= 10 * sync64),
+        ("native VectorEnv(64) >= 80% of the compute floor", f"{native64 / floor['steps_per_s']:.0%}",
+         native64 >= 0.8 * floor["steps_per_s"]),
+        ("cache >= 20x faster than live generation", f"{live['ratio']:.0f}x", live["ratio"] >= 20),
+        (">= 1,000 steps/s, native VectorEnv(64), default configuration", f"{native64:,.0f}", native64 >= 1000),
+        (f"memory flat (< 5% growth) over {memory['steps']:,} steps", f"{memory['growth_after_warmup']:+.1%}",
+         memory["growth_after_warmup"] < 0.05),
+    ]  # fmt: skip
+    result = {
+        "vector": vector,
+        "floor": floor,
+        "live": live,
+        "soak": memory,
+        "native64": native64,
+        "peak_rss_mb": peak_rss_mb(),
+        "targets": targets,
+        "command": "python scripts/benchmark.py" + (" --quick" if args.quick else ""),
+        "commit": evaluation.git_commit(),
+        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads",
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "wall_s": time.time() - start,
+        "args": {k: str(x) for k, x in asdict(args).items()},
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.with_suffix(".json").write_text(json.dumps(result, indent=1))
+    args.output.write_text(render(result, args))
+    print(args.output.read_text())
+
+
+def evaluation_rate_64(args: Args) -> float:
+    native = gym.make_vec(ENV_ID, num_envs=64, vectorization_mode="vector_entry_point")
+    rate = env_rate(native, 64, args, vector=True)
+    native.close()
+    return rate
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))

@@ -1,0 +1,149 @@
+"""scripts/evaluate.py, scripts/leaderboard.py and the reproduction's statistics."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from meg_gym import evaluation
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+EPISODES = ["--eval-episodes", "16"]
+
+
+def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize(
+    "script, flags",
+    [
+        ("ppo_continuous_action.py", ["--total-timesteps", "256", "--num-envs", "16", "--num-steps", "16"]),
+        ("sac_continuous_action.py", ["--total-timesteps", "320", "--learning-starts", "160", "--batch-size", "32"]),
+    ],
+)
+def test_evaluate_reproduces_a_saved_learner_exactly(script, flags, tmp_path):
+    trained = run([str(ROOT / "baselines" / script), "--run-name", "r", "--save-model",
+                   "--env.budget-fraction", "0.1", *flags, *EPISODES], tmp_path)  # fmt: skip
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    result = run([str(ROOT / "scripts" / "evaluate.py"), "--policy", "runs/r", "--seed", "7", *EPISODES], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    original = json.loads((tmp_path / "runs" / "r" / "eval.json").read_text())
+    again = json.loads((tmp_path / "runs" / f"eval__{script.split('_')[0]}__7" / "eval.json").read_text())
+    evaluation.validate_eval(again)
+    # the run's own settings are used (budget 0.1), and the deterministic policy gives the same episodes
+    assert again["env_config"]["budget_fraction"] == 0.1
+    assert again["seeds"] == original["seeds"]
+    np.testing.assert_allclose(again["psnr"]["per_episode"], original["psnr"]["per_episode"], rtol=0, atol=1e-4)
+    np.testing.assert_allclose(again["energy_used"]["per_episode"], original["energy_used"]["per_episode"], rtol=1e-9)
+
+
+def test_evaluate_takes_fixed_policies_and_user_callables(tmp_path):
+    (tmp_path / "mine.py").write_text(
+        "import numpy as np\n\ndef make():\n    return lambda obs, env: np.clip(obs[:, 3], 0, 1)\n"
+    )
+    fixed = run([str(ROOT / "scripts" / "evaluate.py"), "--policy", "static", *EPISODES], tmp_path)
+    assert fixed.returncode == 0, fixed.stderr[-3000:]
+    mine = run([str(ROOT / "scripts" / "evaluate.py"), "--policy", "mine.py:make", "--name", "fair", *EPISODES],
+               tmp_path)  # fmt: skip
+    assert mine.returncode == 0, mine.stderr[-3000:]
+    static = json.loads((tmp_path / "runs" / "eval__static__1" / "eval.json").read_text())
+    fair = json.loads((tmp_path / "runs" / "eval__fair__1" / "eval.json").read_text())
+    assert fair["policy"] == "fair" and static["policy"] == "static"
+    # the user's factory builds the static policy, so the two evaluations agree episode by episode
+    np.testing.assert_allclose(fair["psnr"]["per_episode"], static["psnr"]["per_episode"], rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "policy, message",
+    [
+        ("nowhere/at/all", "not a fixed baseline"),
+        ("json:no_such_attribute", "has no attribute"),
+        ("no_such_module_xyz:f", "cannot import"),
+        ("empty_run", "no model.json"),
+    ],
+)
+def test_evaluate_rejects_bad_policies_with_a_clear_message(policy, message, tmp_path):
+    (tmp_path / "empty_run").mkdir()
+    result = run([str(ROOT / "scripts" / "evaluate.py"), "--policy", policy, *EPISODES], tmp_path)
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def fake_eval(path: Path, policy: str, seed: int, psnr: np.ndarray, steps: int = 0, budget: float = 0.05) -> Path:
+    n = len(psnr)
+    metric = lambda v: {"mean": float(np.mean(v)), "std": float(np.std(v)), "per_episode": list(map(float, v))}  # noqa: E731
+    result = {
+        "schema": evaluation.SCHEMA,
+        "env_id": "MEG-PowerControl-v0",
+        "env_kwargs": {"budget_fraction": budget, "split": "test"},
+        "episodes": n,
+        "seeds": [evaluation.EVAL_SEED + j for j in range(n)],
+        "quality": metric(psnr),
+        "psnr": metric(psnr),
+        "ssim": metric(np.full(n, 0.8)),
+        "energy_used": metric(np.full(n, 1e-5)),
+        "energy_budget": 2e-5,
+    }
+    return evaluation.write_eval(path, result, policy, f"{policy}-{seed}", {"seed": seed, "total_timesteps": steps})
+
+
+def test_leaderboard_statistics_and_database(tmp_path):
+    import leaderboard
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(19.0, 1.0, 32)
+    fake_eval(tmp_path / "in" / "static" / "eval.json", "static", 1, base)
+    fake_eval(tmp_path / "in" / "oracle" / "eval.json", "oracle", 1, base + 1.0)
+    for seed, shift in zip((1, 2, 3), (0.2, 0.4, 0.6), strict=True):
+        fake_eval(tmp_path / "in" / f"ppo{seed}" / "eval.json", "ppo", seed, base + shift, steps=100_000)
+    fake_eval(tmp_path / "other" / "eval.json", "static", 1, base - 1.0, budget=0.1)
+    out = tmp_path / "docs" / "leaderboard.md"
+    tables = leaderboard.main(leaderboard.Args(paths=[tmp_path / "in"], output=out, reps=500))
+    assert len(tables) == 1 and tables[0]["label"] == "default"
+    rows = {r["policy"]: r for r in tables[0]["rows"]}
+    ppo = rows["ppo (100k)"]
+    assert ppo["runs"] == 3
+    assert ppo["psnr_mean"][0] == pytest.approx(base.mean() + 0.4)
+    assert ppo["psnr_mean"][1] <= ppo["psnr_mean"][0] <= ppo["psnr_mean"][2]
+    assert ppo["psnr_mean"][1] >= base.mean() + 0.2 - 1e-9 and ppo["psnr_mean"][2] <= base.mean() + 0.6 + 1e-9
+    assert ppo["gap_to_oracle"][0] == pytest.approx(0.6)
+    assert ppo["normalised"] == pytest.approx([0.2, 0.4, 0.6])
+    assert ppo["energy_fraction"] == pytest.approx(0.5)
+    assert rows["oracle"]["gap_to_oracle"][0] == pytest.approx(0.0)
+    assert "ppo (100k)" in out.read_text() and out.with_name("leaderboard-profile.png").stat().st_size > 1000
+    # adding a second configuration keeps the first (the database), adding the same runs again does not duplicate
+    leaderboard.main(leaderboard.Args(paths=[tmp_path / "other", tmp_path / "in"], output=out, reps=500))
+    database = json.loads(out.with_suffix(".json").read_text())
+    assert len(database["records"]) == 6
+    assert [t["label"] for t in database["tables"]] == ["budget_fraction=0.1", "default"]
+    # a damaged eval.json is refused with the file named
+    broken = tmp_path / "broken" / "eval.json"
+    broken.parent.mkdir()
+    broken.write_text('{"schema": "meg-gym-eval/1"}')
+    with pytest.raises(SystemExit, match="broken/eval.json: not a valid eval.json"):
+        leaderboard.main(leaderboard.Args(paths=[broken.parent], output=out, reps=500))
+
+
+def test_reproduction_crossover_finds_where_the_seed_stops_winning():
+    import reproduce_paper
+
+    rng = np.random.default_rng(0)
+    snrs = [-20.0, -10.0, 0.0, 10.0]
+    gains = [3.0, 2.0, 0.5, -2.0]
+    raw = [rng.normal(15, 1, 200) for _ in snrs]
+    seed = [r + g + rng.normal(0, 0.1, 200) for r, g in zip(raw, gains, strict=True)]
+    curves = {
+        "raw latent": {"snr_db": snrs, "psnr_per_image": [r.tolist() for r in raw]},
+        "seed 1/4": {"snr_db": snrs, "psnr_per_image": [s.tolist() for s in seed]},
+    }
+    result = reproduce_paper.crossover(curves, "seed 1/4", "raw latent")
+    assert result["significant_up_to_db"] == 0.0
+    assert [r["diff"] for r in result["rows"]] == pytest.approx(gains, abs=0.05)
+    assert all(r["ci"][0] < r["diff"] < r["ci"][1] for r in result["rows"])
