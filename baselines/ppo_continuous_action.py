@@ -211,7 +211,10 @@ if __name__ == "__main__":
     start_iteration, global_step = 1, 0
     checkpoint = run_dir / "checkpoint.pt"
     if args.resume and checkpoint.exists():
-        state = torch.load(checkpoint, weights_only=True, map_location=device)
+        try:
+            state = torch.load(checkpoint, weights_only=True, map_location=device)
+        except Exception as err:  # torch raises several types for truncated or foreign files
+            raise SystemExit(f"{checkpoint} cannot be read ({err}); delete it to start over, or drop --resume") from err
         agent.load_state_dict(state["agent"])
         optimizer.load_state_dict(state["optimizer"])
         start_iteration, global_step = int(state["iteration"]) + 1, int(state["global_step"])
@@ -326,7 +329,9 @@ if __name__ == "__main__":
         from safetensors.torch import save_file
 
         save_file({k: v.contiguous() for k, v in agent.state_dict().items()}, str(run_dir / "model.safetensors"))
-        (run_dir / "model.json").write_text(json.dumps({"algorithm": "ppo", "obs_dim": obs_dim, "args": asdict(args)}, default=str))
+        (run_dir / "model.json").write_text(
+            json.dumps({"algorithm": "ppo", "obs_dim": obs_dim, "args": asdict(args)}, default=str)
+        )
 
     agent.eval()
 

@@ -229,7 +229,10 @@ if __name__ == "__main__":
     global_step, updates = 0, 0
     checkpoint = run_dir / "checkpoint.pt"
     if args.resume and checkpoint.exists():
-        state = torch.load(checkpoint, weights_only=True, map_location=device)
+        try:
+            state = torch.load(checkpoint, weights_only=True, map_location=device)
+        except Exception as err:  # torch raises several types for truncated or foreign files
+            raise SystemExit(f"{checkpoint} cannot be read ({err}); delete it to start over, or drop --resume") from err
         for name, module in modules.items():
             module.load_state_dict(state[name])
         with torch.no_grad():
@@ -307,7 +310,7 @@ if __name__ == "__main__":
                 if global_step - last_print >= 10_000:
                     last_print = global_step
                     print(f"step {global_step}, SPS {sps}")
-        if args.save_model and global_step % 20_000 < args.num_envs:
+        if args.save_model and (global_step % 20_000 < args.num_envs or global_step >= args.total_timesteps):
             run_dir.mkdir(parents=True, exist_ok=True)
             state = {name: m.state_dict() for name, m in modules.items()}
             state.update(q_optimizer=q_optimizer.state_dict(), actor_optimizer=actor_optimizer.state_dict())

@@ -256,13 +256,12 @@ class SeedCodec(ModelMixin, ConfigMixin):
 
 def load_codec(ratio: Any = DEFAULT_COMPRESSION_RATIO, folder: Path | str | None = None) -> SeedCodec:
     """The trained seed codec for ``ratio`` (shipped for the embedded model), or the one saved in ``folder``."""
+    from meg_gym.weights import load_pretrained
+
     path = Path(folder) if folder is not None else codec_folder(ratio)
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(
-            f"no seed codec at {path}. Reinstall meg-gym for the shipped ones, or train it with "
-            f"`{TRAIN_COMMAND} --ratios {parse_ratio(ratio)}`" + ("" if folder is None else f" --output-dir {path}")
-        )
-    codec = SeedCodec.from_pretrained(path).float().eval()  # shipped in float16, run in float32
+    command = f"{TRAIN_COMMAND} --ratios {parse_ratio(ratio)}" + ("" if folder is None else f" --output-dir {path}")
+    fix = f"Reinstall meg-gym for the shipped codecs, or train it with `{command}`."
+    codec = load_pretrained(SeedCodec, path, "seed codec", fix).float().eval()  # shipped in float16, run in float32
     codec.requires_grad_(False)
     return codec
 

@@ -124,7 +124,9 @@ def main(args: Args) -> None:
     eval_images = to_tensor(shapes.render_scenes("test", args.eval_images, args.seed, 3_000_000, args.workers))
     eval_recons = autoencode(to_uint8(eval_images))
 
-    model = ShapesClassifier.from_pretrained(args.init_from) if args.init_from else ShapesClassifier()
+    model = (
+        ShapesClassifier.from_pretrained(args.init_from, use_safetensors=True) if args.init_from else ShapesClassifier()
+    )
     model.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.LambdaLR(

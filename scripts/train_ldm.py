@@ -92,7 +92,7 @@ def main(args: Args) -> None:
     if args.init_unet is not None:
         from diffusers import UNet2DConditionModel
 
-        unet = UNet2DConditionModel.from_pretrained(args.init_unet)
+        unet = UNet2DConditionModel.from_pretrained(args.init_unet, use_safetensors=True)
     else:
         unet = embedded.new_unet()
     scheduler = embedded.new_scheduler()

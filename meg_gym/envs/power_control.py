@@ -86,7 +86,7 @@ class _Pipeline:
         else:
             from diffusers import AutoencoderKL
 
-            self.vae = AutoencoderKL.from_pretrained(self.model_name, subfolder="vae").eval()
+            self.vae = AutoencoderKL.from_pretrained(self.model_name, subfolder="vae", use_safetensors=True).eval()
         self.scaling_factor = float(self.vae.config.scaling_factor)
         self._split_pipeline = None
         self._references = torch.zeros((len(self.rows), 3, 0, 0))

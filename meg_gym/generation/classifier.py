@@ -66,11 +66,8 @@ class ShapesClassifier(ModelMixin, ConfigMixin):
 def load_classifier(path: Path | str | None = None, device="cpu") -> ShapesClassifier:
     """The shipped classifier (or one saved at ``path``), in eval mode."""
     from meg_gym.generation.embedded import CLASSIFIER_DIR
+    from meg_gym.weights import load_pretrained
 
     folder = Path(path) if path is not None else CLASSIFIER_DIR
-    if not (folder / "config.json").is_file():
-        raise FileNotFoundError(
-            f"no domain classifier at {folder}. Reinstall meg-gym, or rebuild it with "
-            "`python scripts/train_classifier.py`."
-        )
-    return ShapesClassifier.from_pretrained(folder).to(device).eval()
+    fix = "Reinstall meg-gym, or rebuild it with `python scripts/train_classifier.py`."
+    return load_pretrained(ShapesClassifier, folder, "domain classifier", fix).to(device).eval()

@@ -83,7 +83,7 @@ def load_text_encoder(device="cpu"):
     hf_logging.disable_progress_bar()
     path = text_encoder_path()
     tokenizer = AutoTokenizer.from_pretrained(path, model_max_length=MAX_PROMPT_TOKENS)
-    text_encoder = BertModel.from_pretrained(path).to(device).eval()
+    text_encoder = BertModel.from_pretrained(path, use_safetensors=True).to(device).eval()
     text_encoder.requires_grad_(False)
     # StableDiffusionPipeline.encode_prompt passes the attention mask only when this flag is set.
     text_encoder.config.use_attention_mask = True
@@ -122,12 +122,15 @@ def load_autoencoder(model_dir: Path | str = EMBEDDED_MODEL_DIR, device="cpu"):
     from diffusers import AutoencoderTiny
     from diffusers.utils import logging as diffusers_logging
 
+    from meg_gym.weights import load_pretrained
+
     folder = _require(Path(model_dir) / "vae", "autoencoder", "python scripts/train_autoencoder.py")
     # AutoencoderTiny records `block_out_channels` for pipelines, then warns about it on load: silence that
     previous = diffusers_logging.get_verbosity()
     diffusers_logging.set_verbosity_error()
     try:
-        return AutoencoderTiny.from_pretrained(folder).to(device).eval()
+        fix = "Reinstall meg-gym, or rebuild it with `python scripts/train_autoencoder.py`."
+        return load_pretrained(AutoencoderTiny, folder, "embedded autoencoder", fix).to(device).eval()
     finally:
         diffusers_logging.set_verbosity(previous)
 
@@ -136,10 +139,13 @@ def load_embedded_pipeline(model_dir: Path | str = EMBEDDED_MODEL_DIR, device="c
     """The embedded model as a :class:`diffusers.StableDiffusionPipeline` (no safety checker)."""
     from diffusers import DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
 
+    from meg_gym.weights import load_pretrained
+
     model_dir = Path(model_dir)
     vae = load_autoencoder(model_dir, device)
     unet_dir = _require(model_dir / "unet", "denoising UNet", "python scripts/train_ldm.py")
-    unet = UNet2DConditionModel.from_pretrained(unet_dir).to(device).eval()
+    fix = "Reinstall meg-gym, or rebuild it with `python scripts/train_ldm.py`."
+    unet = load_pretrained(UNet2DConditionModel, unet_dir, "embedded denoising UNet", fix).to(device).eval()
     scheduler = DDIMScheduler.from_pretrained(
         _require(model_dir / "scheduler", "scheduler config", "python scripts/train_ldm.py")
     )

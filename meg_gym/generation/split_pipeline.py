@@ -51,7 +51,7 @@ class SplitPipeline:
             from diffusers import DDIMScheduler, StableDiffusionPipeline
 
             pipe = StableDiffusionPipeline.from_pretrained(
-                str(model), safety_checker=None, requires_safety_checker=False
+                str(model), safety_checker=None, requires_safety_checker=False, use_safetensors=True
             ).to(device)
             pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
             pipe.set_progress_bar_config(disable=True)
