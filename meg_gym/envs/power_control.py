@@ -44,6 +44,7 @@ class _Pipeline:
         from meg_gym import codec as codec_lib
         from meg_gym.cache import LatentCache
         from meg_gym.generation import embedded
+        from meg_gym.generation.imaging import prepare_vae
 
         self.torch = torch
         self.cache = LatentCache.load(cache_dir)
@@ -86,7 +87,8 @@ class _Pipeline:
         else:
             from diffusers import AutoencoderKL
 
-            self.vae = AutoencoderKL.from_pretrained(self.model_name, subfolder="vae", use_safetensors=True).eval()
+            self.vae = AutoencoderKL.from_pretrained(self.model_name, subfolder="vae", use_safetensors=True)
+        prepare_vae(self.vae)
         self.scaling_factor = float(self.vae.config.scaling_factor)
         self._split_pipeline = None
         self._references = torch.zeros((len(self.rows), 3, 0, 0))
@@ -107,8 +109,10 @@ class _Pipeline:
         return self._split_pipeline
 
     def decode_images(self, latents):
+        from meg_gym.generation.imaging import decode_latents
+
         with self.torch.no_grad():
-            return self.vae.decode(latents / self.scaling_factor).sample.clamp(-1, 1)
+            return decode_latents(self.vae, latents)
 
     def references(self, idx: np.ndarray):
         """Reference images (decoded from the clean latents), memoised as float16, returned float32."""
@@ -120,6 +124,11 @@ class _Pipeline:
             self._references[missing] = images.half()
             self._have_reference[missing] = True
         return self._references[idx].float()
+
+    def decode_all_references(self, batch_size: int = 256) -> None:
+        """Decode every reference image now (episodes otherwise decode each on first use), e.g. before timing."""
+        for start in range(0, len(self.rows), batch_size):
+            self.references(np.arange(start, min(start + batch_size, len(self.rows))))
 
     def receive(self, idx: np.ndarray, estimates: np.ndarray, reliabilities: np.ndarray, reward: str) -> dict:
         """Decode a batch of received seeds and score the images. ``idx`` are split-local row indices."""
@@ -209,10 +218,11 @@ class _LinkBatch:
         self.channel = config.channel
         self.num_envs = n = num_envs
         k = config.num_blocks
-        from meg_gym.codec import _check_blocks
+        from meg_gym.codec import _check_blocks, to_blocks
 
         _check_blocks(self.pipeline.num_symbols, k)
         self.symbols_per_block = self.pipeline.num_symbols // k
+        self.block_symbols = to_blocks(self.pipeline.symbols, k)  # (rows, K, symbols per block), a view
         self.peak_power = config.peak_power
         self.peak_block_energy = float(
             channel.block_energy(self.peak_power, self.symbols_per_block, config.symbol_duration_s)
@@ -273,19 +283,27 @@ class _LinkBatch:
         requested = np.where(mask, fractions * self.peak_power, 0.0)
         applied = self.budget.spend(requested, mask=mask)
         n0 = self.config.noise_power
+        # y = sqrt(p) h s + n and its MMSE estimate, as channel.transmit / mmse_equalise compute them, batched
+        # over envs; each env's noise still comes from its own Generator (real parts, then imaginary parts)
+        k = self.block[envs]
+        m = self.symbols_per_block
+        noise = np.empty((len(envs), m), dtype=np.complex128)
+        for j, i in enumerate(envs):
+            re = rngs[i].standard_normal(m)
+            noise[j] = re + 1j * rngs[i].standard_normal(m)
+        h = self.h[envs, k][:, None]
+        p = applied[envs][:, None]
+        g = np.sqrt(p) * h
+        y = g * self.block_symbols[self.rows[envs], k] + np.sqrt(n0 / 2.0) * noise
+        den = np.abs(g) ** 2 + n0
+        self.estimates[envs, k] = np.divide(np.conj(g) * y, den, out=np.zeros_like(y), where=den > 0)
         snr = np.zeros(self.num_envs)
-        for i in envs:
-            k = self.block[i]
-            pipe_row = self.rows[i]
-            symbols = self.pipeline.symbols[pipe_row, k :: self.config.num_blocks]
-            y = channel.transmit(symbols, self.h[i, k], applied[i], n0, rngs[i])
-            self.estimates[i, k] = channel.mmse_equalise(y, self.h[i, k], applied[i], n0)
-            snr[i] = channel.receive_snr(applied[i], self.h[i, k], n0)
-            self.requested[i, k] = requested[i]
-            self.applied[i, k] = applied[i]
-            self.block_snr[i, k] = snr[i]
-            self.block[i] += 1
-            self.clipped[i] += int(clipped[i])
+        snr[envs] = channel.receive_snr(applied[envs], self.h[envs, k], n0)
+        self.requested[envs, k] = requested[envs]
+        self.applied[envs, k] = applied[envs]
+        self.block_snr[envs, k] = snr[envs]
+        self.block[envs] += 1
+        self.clipped[envs] += clipped[envs].astype(np.int64)
         with np.errstate(divide="ignore"):
             snr_db = channel.linear_to_db(snr)
         return {
@@ -329,11 +347,14 @@ class _LinkBatch:
 
     def __getstate__(self) -> dict[str, Any]:
         # the shared pipeline (cache, codec, VAE) is re-acquired from the config, not pickled
-        return {k: v for k, v in self.__dict__.items() if k not in ("pipeline", "last_images")}
+        return {k: v for k, v in self.__dict__.items() if k not in ("pipeline", "block_symbols", "last_images")}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        from meg_gym.codec import to_blocks
+
         self.pipeline = _pipeline_for(self.config)
+        self.block_symbols = to_blocks(self.pipeline.symbols, self.config.num_blocks)
         self.last_images = [None] * self.num_envs
 
     def reset_info(self, envs: np.ndarray) -> dict[str, np.ndarray]:

