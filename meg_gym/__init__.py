@@ -41,4 +41,14 @@ def _one_torch_thread_after_fork() -> None:
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_one_torch_thread_after_fork)
 
-__all__ = ["ASSETS_DIR", "__version__"]
+
+def __getattr__(name: str):
+    # `meg_gym.multi_cell_v0.parallel_env(...)` works after a plain `import meg_gym`, importing PettingZoo only then
+    if name == "multi_cell_v0":
+        import importlib
+
+        return importlib.import_module("meg_gym.multi_cell_v0")
+    raise AttributeError(f"module 'meg_gym' has no attribute {name!r}")
+
+
+__all__ = ["ASSETS_DIR", "__version__", "multi_cell_v0"]

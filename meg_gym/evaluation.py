@@ -45,6 +45,7 @@ __all__ = [
     "EVAL_SEED",
     "SCHEMA",
     "PolicyRunArgs",
+    "evaluate_multi_cell_policy",
     "evaluate_policy",
     "run_policy",
     "git_commit",
@@ -121,6 +122,66 @@ def evaluate_policy(
         "seeds": [seed + j for j in range(episodes)],
         **summary,
         "energy_budget": budget,
+    }
+
+
+MULTI_CELL_ID = "MEG-MultiCell-v0"
+
+
+def config_class(env_id: str) -> type:
+    """The settings dataclass of an environment id."""
+    if env_id == MULTI_CELL_ID:
+        from meg_gym.envs.multi_cell import MultiCellConfig
+
+        return MultiCellConfig
+    return PowerControlConfig
+
+
+def evaluate_multi_cell_policy(
+    policy: Callable[[np.ndarray, Any], Any],
+    env_kwargs: dict[str, Any] | None = None,
+    episodes: int = DEFAULT_EVAL_EPISODES,
+    seed: int = EVAL_SEED,
+    num_envs: int = 64,
+) -> dict[str, Any]:
+    """The held-out protocol on MEG-MultiCell-v0: the eval.json body, plus every agent's own figures.
+
+    ``policy(obs, env)`` maps observations (num_envs, N, obs_dim) to powers (num_envs, N). An episode's
+    quality, psnr, ssim and energy_used are the means over its N links; ``per_agent`` keeps each link's.
+    """
+    from meg_gym.envs.multi_cell import MultiCellVectorEnv
+
+    env_kwargs = {k: v for k, v in (env_kwargs or {}).items() if k != "split"}
+    num_envs = max(1, min(num_envs, episodes))
+    env = MultiCellVectorEnv(num_envs=num_envs, split="test", **env_kwargs)
+    per_episode: dict[str, list] = {k: [] for k in _METRICS}
+    per_agent: dict[str, list] = {k: [] for k in _METRICS}
+    for start in range(0, episodes, num_envs):
+        obs, _ = env.reset(seed=seed + start)
+        info: dict[str, Any] = {}
+        while "final_info" not in info:
+            actions = np.asarray(policy(obs, env), dtype=np.float64).reshape(num_envs, env.num_agents)
+            obs, _, _, _, info = env.step(actions)
+        count = min(num_envs, episodes - start)
+        for key in _METRICS:
+            values = np.asarray(info["final_info"][key][:count], dtype=np.float64)
+            per_episode[key].extend(values.mean(axis=1).tolist())
+            per_agent[key].append(values)
+    budget = float(info["final_info"]["energy_budget"][0, 0])
+    summary = {
+        k: {"mean": float(np.mean(v)), "std": float(np.std(v)), "per_episode": v} for k, v in per_episode.items()
+    }
+    agents = {k: np.concatenate(v) for k, v in per_agent.items()}
+    return {
+        "schema": SCHEMA,
+        "env_id": MULTI_CELL_ID,
+        "env_kwargs": {**env_kwargs, "split": "test"},
+        "env_config": env.config.to_dict(),
+        "episodes": episodes,
+        "seeds": [seed + j for j in range(episodes)],
+        **summary,
+        "energy_budget": budget,
+        "per_agent": {k: {"mean": v.mean(axis=0).tolist(), "std": v.std(axis=0).tolist()} for k, v in agents.items()},
     }
 
 
@@ -216,6 +277,38 @@ def record_gifs(
     return paths
 
 
+def record_multi_cell_gifs(
+    policy: Callable[[np.ndarray, Any], Any],
+    env_kwargs: dict[str, Any],
+    folder: Path | str,
+    episodes: int = 2,
+    seed: int = EVAL_SEED,
+) -> list[Path]:
+    """Animated GIFs of MEG-MultiCell test episodes (every link's frame, one frame per block)."""
+    from PIL import Image
+
+    from meg_gym.envs.multi_cell import parallel_env
+
+    kwargs = {**{k: v for k, v in env_kwargs.items() if k != "split"}, "split": "test"}
+    env = parallel_env(render_mode="rgb_array", **kwargs)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for e in range(episodes):
+        obs, _ = env.reset(seed=seed + e)
+        frames = [env.render()]
+        while env.agents:
+            batch = np.stack([obs[a] for a in env.agents])[None]
+            powers = np.asarray(policy(batch, env), dtype=np.float64).reshape(-1)
+            obs, *_ = env.step({a: powers[i : i + 1] for i, a in enumerate(env.agents)})
+            frames.append(env.render())
+        images = [Image.fromarray(f) for f in frames]
+        path = folder / f"episode-{e}.gif"
+        images[0].save(path, save_all=True, append_images=images[1:], duration=400, loop=0)
+        paths.append(path)
+    return paths
+
+
 def start_tracking(args: Any, run_name: str, project: str, entity: str | None) -> Any:
     """Start a Weights & Biases run that mirrors tensorboard; offline when no API key is set, so it never asks."""
     import os
@@ -286,13 +379,18 @@ def run_policy(args: PolicyRunArgs, policy: Callable[[np.ndarray, Any], Any], po
     tracking = start_tracking(args, run_name, args.wandb_project_name, args.wandb_entity) if args.track else None
     writer = SummaryWriter(str(run_dir))
     kwargs = env_kwargs(args.env)
-    result = evaluate_policy(policy, args.env_id, kwargs, args.eval_episodes, args.eval_seed)
+    if args.env_id == MULTI_CELL_ID:
+        result = evaluate_multi_cell_policy(policy, kwargs, args.eval_episodes, args.eval_seed)
+    else:
+        result = evaluate_policy(policy, args.env_id, kwargs, args.eval_episodes, args.eval_seed)
     path = write_eval(run_dir / "eval.json", result, policy_name, run_name, asdict(args))
     log_eval(writer, result)
     print(
         f"{policy_name}: test-split PSNR {result['psnr']['mean']:.2f} dB over {result['episodes']} episodes -> {path}"
     )
-    if args.capture_video:
+    if args.capture_video and args.env_id == MULTI_CELL_ID:
+        record_multi_cell_gifs(policy, kwargs, Path("videos") / run_name, seed=args.eval_seed)
+    elif args.capture_video:
         record_gifs(policy, args.env_id, kwargs, Path("videos") / run_name, seed=args.eval_seed)
     writer.close()
     if tracking is not None:

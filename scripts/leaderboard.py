@@ -31,10 +31,10 @@ import numpy as np
 import tyro
 
 from meg_gym import evaluation
-from meg_gym.config import PowerControlConfig
 
 LEADERBOARD_SCHEMA = "meg-gym-leaderboard/1"
 ORACLE, STATIC = "oracle", "static"
+ENV_ID = "MEG-PowerControl-v0"  # the profile figure covers this environment (the one with an oracle)
 
 
 @dataclass
@@ -56,14 +56,14 @@ def full_config(data: dict[str, Any]) -> dict[str, Any]:
     if data.get("env_config"):
         config = dict(data["env_config"])
     else:
-        config = {**PowerControlConfig().to_dict(), **data["env_kwargs"]}
+        config = {**evaluation.config_class(data["env_id"])().to_dict(), **data["env_kwargs"]}
     config["split"] = "test"
     return config
 
 
-def config_label(config: dict[str, Any]) -> str:
+def config_label(config: dict[str, Any], env_id: str = "MEG-PowerControl-v0") -> str:
     """The settings that differ from today's defaults, e.g. "budget_fraction=0.1", or "default"."""
-    default = PowerControlConfig().to_dict()
+    default = evaluation.config_class(env_id)().to_dict()
     changed = [f"{k}={v}" for k, v in sorted(config.items()) if k != "split" and default.get(k) != v]
     return ", ".join(changed) or "default"
 
@@ -118,7 +118,8 @@ def record_key(r: dict[str, Any]) -> tuple:
 def merge(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str, Any]]:
     records = {record_key(r): r for r in old}
     records.update({record_key(r): r for r in new})
-    return sorted(records.values(), key=lambda r: (r["env_id"], config_label(r["config"]), r["policy"], r["run_name"]))
+    return sorted(records.values(), key=lambda r: (r["env_id"], config_label(r["config"], r["env_id"]), r["policy"],
+                                                   r["run_name"]))  # fmt: skip
 
 
 def entry_name(r: dict[str, Any]) -> str:
@@ -154,7 +155,7 @@ def build_tables(records: list[dict[str, Any]], reps: int, seed: int) -> list[di
         groups.setdefault((r["env_id"], json.dumps(r["config"], sort_keys=True)), []).append(r)
     tables = []
     for (env_id, config_json), runs in sorted(
-        groups.items(), key=lambda g: (g[0][0], config_label(json.loads(g[0][1])))
+        groups.items(), key=lambda g: (g[0][0], config_label(json.loads(g[0][1]), g[0][0]))
     ):
         by_entry: dict[str, list[dict[str, Any]]] = {}
         for r in runs:
@@ -188,7 +189,7 @@ def build_tables(records: list[dict[str, Any]], reps: int, seed: int) -> list[di
             )
         rows.sort(key=lambda row: -row["psnr_mean"][0])
         config = json.loads(config_json)
-        tables.append({"env_id": env_id, "config": config, "label": config_label(config), "rows": rows})
+        tables.append({"env_id": env_id, "config": config, "label": config_label(config, env_id), "rows": rows})
     return tables
 
 
@@ -201,7 +202,7 @@ def performance_profile(tables: list[dict[str, Any]], path: Path) -> list[str]:
     from rliable import library as rly
     from rliable import plot_utils
 
-    usable = [t for t in tables if all(row["normalised"] is not None for row in t["rows"])]
+    usable = [t for t in tables if all(row["normalised"] is not None for row in t["rows"]) and t["env_id"] == ENV_ID]
     if not usable:
         return []
     names = set.intersection(*({row["policy"] for row in t["rows"]} for t in usable))
@@ -222,7 +223,7 @@ def performance_profile(tables: list[dict[str, Any]], path: Path) -> list[str]:
         xlabel=r"oracle-normalised score $\tau$ (0 = static power, 1 = oracle)", ax=ax,
     )  # fmt: skip
     ax.legend([plt.Line2D([0], [0], color=colors[n], lw=2) for n in scores], list(scores), loc="lower left", fontsize=8)
-    ax.set_title(f"Performance profiles over {len(usable)} configuration(s) of MEG-PowerControl-v0", fontsize=10)
+    ax.set_title(f"Performance profiles over {len(usable)} configuration(s) of {ENV_ID}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

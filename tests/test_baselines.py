@@ -23,6 +23,8 @@ RUNS = {
     "static_power.py": [],
     "heuristics.py": ["--policy", "channel-inversion"],
     "oracle.py": ["--env.budget-fraction", "0.4"],
+    "ippo_multi_cell.py": ["--total-timesteps", "256", "--num-envs", "4", "--num-steps", "16", "--save-model"],
+    "multi_cell_policies.py": ["--policy", "sinr-threshold", "--env.num-links", "3"],
 }
 
 
