@@ -243,6 +243,16 @@ def write_eval(path: Path | str, result: dict[str, Any], policy: str, run_name: 
     return path
 
 
+def _write_gif(frames: list[np.ndarray], path: Path) -> Path:
+    """An animated GIF (Pillow), 0.4 s per frame, looping."""
+    from PIL import Image
+
+    images = [Image.fromarray(f) for f in frames]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    images[0].save(path, save_all=True, append_images=images[1:], duration=400, loop=0)
+    return path
+
+
 def record_gifs(
     policy: Callable[[np.ndarray, Any], Any],
     env_id: str,
@@ -253,14 +263,11 @@ def record_gifs(
 ) -> list[Path]:
     """Animated GIFs (Pillow) of test episodes: the env's rgb_array frames, one per block."""
     import gymnasium as gym
-    from PIL import Image
 
     import meg_gym  # noqa: F401
 
     kwargs = {**{k: v for k, v in env_kwargs.items() if k != "split"}, "split": "test"}
     env = gym.make_vec(env_id, num_envs=1, vectorization_mode="vector_entry_point", render_mode="rgb_array", **kwargs)
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for e in range(episodes):
         obs, _ = env.reset(seed=seed + e)
@@ -269,10 +276,7 @@ def record_gifs(
             obs, _, terminated, truncated, _ = env.step(np.asarray(policy(obs, env), dtype=np.float32).reshape(1, 1))
             frames.append(env.render()[0])
             done = bool(terminated[0] or truncated[0])
-        images = [Image.fromarray(f) for f in frames]
-        path = folder / f"episode-{e}.gif"
-        images[0].save(path, save_all=True, append_images=images[1:], duration=400, loop=0)
-        paths.append(path)
+        paths.append(_write_gif(frames, Path(folder) / f"episode-{e}.gif"))
     env.close()
     return paths
 
@@ -285,14 +289,10 @@ def record_multi_cell_gifs(
     seed: int = EVAL_SEED,
 ) -> list[Path]:
     """Animated GIFs of MEG-MultiCell test episodes (every link's frame, one frame per block)."""
-    from PIL import Image
-
     from meg_gym.envs.multi_cell import parallel_env
 
     kwargs = {**{k: v for k, v in env_kwargs.items() if k != "split"}, "split": "test"}
     env = parallel_env(render_mode="rgb_array", **kwargs)
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for e in range(episodes):
         obs, _ = env.reset(seed=seed + e)
@@ -302,10 +302,7 @@ def record_multi_cell_gifs(
             powers = np.asarray(policy(batch, env), dtype=np.float64).reshape(-1)
             obs, *_ = env.step({a: powers[i : i + 1] for i, a in enumerate(env.agents)})
             frames.append(env.render())
-        images = [Image.fromarray(f) for f in frames]
-        path = folder / f"episode-{e}.gif"
-        images[0].save(path, save_all=True, append_images=images[1:], duration=400, loop=0)
-        paths.append(path)
+        paths.append(_write_gif(frames, Path(folder) / f"episode-{e}.gif"))
     return paths
 
 
