@@ -60,11 +60,18 @@ _METRICS = ("quality", "psnr", "ssim", "energy_used")
 
 
 def git_commit() -> str:
-    """The current commit of the checkout (with "-dirty" if it has local changes), or "unknown"."""
+    """The current commit of the checkout (with "-dirty" if tracked files have local changes), or "unknown"."""
     root = Path(__file__).resolve().parent.parent
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, timeout=10)
+        # outputs written into the checkout (untracked files) do not make the code differ from the commit
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     if head.returncode:

@@ -144,6 +144,6 @@ def test_reproduction_crossover_finds_where_the_seed_stops_winning():
         "seed 1/4": {"snr_db": snrs, "psnr_per_image": [s.tolist() for s in seed]},
     }
     result = reproduce_paper.crossover(curves, "seed 1/4", "raw latent")
-    assert result["significant_up_to_db"] == 0.0
+    assert reproduce_paper.verdict(result["rows"]) == "better at -20 to +0 dB; worse at +10 dB"
     assert [r["diff"] for r in result["rows"]] == pytest.approx(gains, abs=0.05)
     assert all(r["ci"][0] < r["diff"] < r["ci"][1] for r in result["rows"])
