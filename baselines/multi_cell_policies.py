@@ -9,7 +9,8 @@ ratio in dB at its UE, energy left, blocks left, fair share):
 
 - static: the fair share of the energy left on every block (equal energy per block);
 - full-power: peak power on every block until the budget runs out, as a selfish agent that ignores the budget
-  and the others would; with the default budget (0.25) it spends everything in the first 2 of 8 blocks;
+  and the others would; with the default budget (0.05 of all 8 blocks at peak) it spends everything on the
+  first block, at 40% of peak power;
 - sinr-threshold: an SINR estimate from the current own gain and the last interference,
   ``own_snr_db - 10 log10(1 + INR)``; ``boost x`` the fair share above ``--threshold-db``, ``1 / boost`` below,
   and everything left on the last block.

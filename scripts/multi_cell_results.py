@@ -144,6 +144,9 @@ def main(args: Args) -> None:
         "Per-agent columns are each agent's own mean PSNR over the test episodes (agents are exchangeable: "
         "positions are drawn afresh every episode, so the columns differ only by chance).",
         "",
+        "Other configurations of MEG-MultiCell-v0 (for instance an earlier default budget of 0.25, at which "
+        "IPPO and static power tie) are on the [leaderboard](leaderboard.md).",
+        "",
         "## Speed",
         "",
         "| environment | environment steps/s | agent steps/s |",
