@@ -5,11 +5,17 @@
     python scripts/evaluate.py --policy runs/NAME                     # a learner run saved with --save-model
     python scripts/evaluate.py --policy my_package.policies:greedy    # your callable policy(obs, env)
     python scripts/evaluate.py --policy path/to/file.py:greedy --name greedy --seed 2
+    python scripts/evaluate.py --env-id MEG-MultiCell-v0 --policy sinr-threshold --multi-cell.num-links 6
+    python scripts/evaluate.py --env-id MEG-MultiCell-v0 --policy runs/IPPO_RUN   # an ippo_multi_cell.py run
 
 The protocol is :mod:`meg_gym.evaluation`'s: TEST prompts, episode j seeded with --eval-seed + j, run in the
 native vector env. A callable gets the (num_envs, obs_dim) observation batch and the vector env and returns
 powers in [0, 1], shape (num_envs, 1) or (num_envs,). A name ``module:attr`` may also point at a factory: if
 ``attr`` takes no arguments it is called once and what it returns is the policy.
+
+On MEG-MultiCell-v0 the fixed policies are static, full-power and sinr-threshold, learner runs are IPPO runs,
+settings come from --multi-cell.*, and a callable maps observations (num_envs, N, obs_dim) to powers
+(num_envs, N).
 
 A learner run folder holds model.json (the algorithm and its arguments) and model.safetensors (PPO) or
 actor.safetensors (DDPG, TD3, SAC); only these two files are read, so loading runs no stored code. The
@@ -36,16 +42,19 @@ import tyro
 
 from meg_gym import evaluation
 from meg_gym.config import PowerControlConfig, config_from_kwargs
+from meg_gym.envs.multi_cell import MultiCellConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXED_POLICIES = ("static", "channel-inversion", "threshold", "oracle")
+MULTI_CELL_FIXED = ("static", "full-power", "sinr-threshold")
 LEARNER_FILES = {
+    "ippo": "ippo_multi_cell.py",
     "ppo": "ppo_continuous_action.py",
     "ddpg": "ddpg_continuous_action.py",
     "td3": "td3_continuous_action.py",
     "sac": "sac_continuous_action.py",
 }
-WEIGHT_FILES = {"ppo": "model.safetensors", "ddpg": "actor.safetensors", "td3": "actor.safetensors",
+WEIGHT_FILES = {"ppo": "model.safetensors", "ippo": "model.safetensors", "ddpg": "actor.safetensors", "td3": "actor.safetensors",
                 "sac": "actor.safetensors"}  # fmt: skip
 
 
@@ -62,6 +71,8 @@ class Args:
     """the environment id"""
     env: PowerControlConfig = field(default_factory=PowerControlConfig)
     """environment settings (the split is always "test"); a learner run's own settings when left at defaults"""
+    multi_cell: MultiCellConfig = field(default_factory=MultiCellConfig)
+    """the settings instead, when --env-id is MEG-MultiCell-v0"""
     eval_episodes: int = evaluation.DEFAULT_EVAL_EPISODES
     """test-split episodes"""
     eval_seed: int = evaluation.EVAL_SEED
@@ -92,9 +103,9 @@ def fixed_policy(name: str, config: PowerControlConfig):
     return module.make_policy(module.Args(policy=name, env=config))
 
 
-def env_config(values: dict[str, Any]) -> PowerControlConfig:
-    """A PowerControlConfig from a stored dict (model.json's args["env"]); unknown names raise."""
-    return config_from_kwargs(PowerControlConfig, {k: v for k, v in values.items() if k != "split"})
+def env_config(values: dict[str, Any], config_class: type = PowerControlConfig) -> PowerControlConfig:
+    """Settings from a stored dict (model.json's args["env"]); unknown names raise."""
+    return config_from_kwargs(config_class, {k: v for k, v in values.items() if k != "split"})
 
 
 def read_run(run_dir: Path) -> tuple[dict[str, Any], str, PowerControlConfig]:
@@ -114,7 +125,8 @@ def read_run(run_dir: Path) -> tuple[dict[str, Any], str, PowerControlConfig]:
     algorithm = meta.get("algorithm") or next((a for a in LEARNER_FILES if exp_name.startswith(a)), None)
     if algorithm not in LEARNER_FILES:
         raise SystemExit(f"{meta_path}: unknown algorithm {algorithm!r}; expected one of {list(LEARNER_FILES)}")
-    return meta, algorithm, env_config(run_args.get("env", {}))
+    config_class = MultiCellConfig if algorithm == "ippo" else PowerControlConfig
+    return meta, algorithm, env_config(run_args.get("env", {}), config_class)
 
 
 def learner_policy(run_dir: Path, meta: dict[str, Any], algorithm: str, env_id: str, config: PowerControlConfig):
@@ -134,7 +146,7 @@ def learner_policy(run_dir: Path, meta: dict[str, Any], algorithm: str, env_id: 
         ) from err
     module = load_baseline_module(LEARNER_FILES[algorithm])
     settings = types.SimpleNamespace(**{**dataclasses.asdict(module.Args()), **meta["args"]})
-    if algorithm == "ppo":
+    if algorithm in ("ppo", "ippo"):
         net = module.Agent(int(meta.get("obs_dim", 4)), float(settings.init_log_std))
     else:
         probe = gym.make(env_id, **evaluation.env_kwargs(config))
@@ -147,6 +159,11 @@ def learner_policy(run_dir: Path, meta: dict[str, Any], algorithm: str, env_id: 
     net.eval()
 
     def policy(obs: np.ndarray, env: Any) -> np.ndarray:
+        if algorithm == "ippo":  # one shared policy over every agent's own observation
+            flat = obs.reshape(-1, obs.shape[-1])
+            with torch.no_grad():
+                u = net.act(torch.as_tensor(flat, dtype=torch.float32)).numpy()
+            return module.to_power(u, flat, settings.relative_action).reshape(obs.shape[:-1])
         with torch.no_grad():
             x = torch.as_tensor(obs, dtype=torch.float32)
             if algorithm == "ppo":
@@ -189,13 +206,20 @@ def callable_policy(spec: str):
 
 def resolve(args: Args) -> tuple[Any, str, PowerControlConfig, dict[str, Any]]:
     """(policy, name, environment config, provenance) for --policy."""
-    config = args.env
-    if args.policy in FIXED_POLICIES:
+    multi_cell = args.env_id == evaluation.MULTI_CELL_ID
+    config = args.multi_cell if multi_cell else args.env
+    if multi_cell and args.policy in MULTI_CELL_FIXED:
+        module = load_baseline_module("multi_cell_policies.py")
+        policy = module.make_policy(module.Args(policy=args.policy, env=config))
+        return policy, args.name or args.policy, config, {"kind": "fixed"}
+    if not multi_cell and args.policy in FIXED_POLICIES:
         return fixed_policy(args.policy, config), args.name or args.policy, config, {"kind": "fixed"}
     run_dir = Path(args.policy)
     if run_dir.is_dir():
         meta, algorithm, train_config = read_run(run_dir)
-        if config == PowerControlConfig():
+        if (algorithm == "ippo") != multi_cell:
+            raise SystemExit(f"{run_dir} is a {algorithm} run, not one for {args.env_id}; pass the matching --env-id")
+        if config == type(config)():
             config = train_config
         elif config != train_config:
             changed = {k: v for k, v in config.to_dict().items() if v != getattr(train_config, k) and k != "split"}
@@ -209,12 +233,19 @@ def main(args: Args) -> dict[str, Any]:
     import meg_gym  # noqa: F401
 
     policy, name, config, source = resolve(args)
-    result = evaluation.evaluate_policy(
-        policy, args.env_id, evaluation.env_kwargs(config), args.eval_episodes, args.eval_seed, args.num_envs
-    )
+    kwargs = evaluation.env_kwargs(config)
+    if args.env_id == evaluation.MULTI_CELL_ID:
+        result = evaluation.evaluate_multi_cell_policy(
+            policy, kwargs, args.eval_episodes, args.eval_seed, args.num_envs
+        )
+    else:
+        result = evaluation.evaluate_policy(
+            policy, args.env_id, kwargs, args.eval_episodes, args.eval_seed, args.num_envs
+        )
     run_name = f"eval__{name}__{args.seed}"
     output = args.output or Path("runs") / run_name / "eval.json"
     stored_args = {**dataclasses.asdict(args), "env": config.to_dict(), "source": source}
+    stored_args.pop("multi_cell")
     path = evaluation.write_eval(output, result, name, run_name, stored_args)
     print(f"{name}: test-split PSNR {result['psnr']['mean']:.2f} dB over {result['episodes']} episodes -> {path}")
     return result

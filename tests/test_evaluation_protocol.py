@@ -26,13 +26,16 @@ def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     [
         ("ppo_continuous_action.py", ["--total-timesteps", "256", "--num-envs", "16", "--num-steps", "16"]),
         ("sac_continuous_action.py", ["--total-timesteps", "320", "--learning-starts", "160", "--batch-size", "32"]),
+        ("ippo_multi_cell.py", ["--total-timesteps", "128", "--num-envs", "4", "--num-steps", "16"]),
     ],
 )
 def test_evaluate_reproduces_a_saved_learner_exactly(script, flags, tmp_path):
     trained = run([str(ROOT / "baselines" / script), "--run-name", "r", "--save-model",
                    "--env.budget-fraction", "0.1", *flags, *EPISODES], tmp_path)  # fmt: skip
     assert trained.returncode == 0, trained.stderr[-3000:]
-    result = run([str(ROOT / "scripts" / "evaluate.py"), "--policy", "runs/r", "--seed", "7", *EPISODES], tmp_path)
+    env_id = ["--env-id", "MEG-MultiCell-v0"] if script.startswith("ippo") else []
+    result = run([str(ROOT / "scripts" / "evaluate.py"), "--policy", "runs/r", "--seed", "7", *env_id, *EPISODES],
+                 tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     original = json.loads((tmp_path / "runs" / "r" / "eval.json").read_text())
     again = json.loads((tmp_path / "runs" / f"eval__{script.split('_')[0]}__7" / "eval.json").read_text())
@@ -147,3 +150,24 @@ def test_reproduction_crossover_finds_where_the_seed_stops_winning():
     assert reproduce_paper.verdict(result["rows"]) == "better at -20 to +0 dB; worse at +10 dB"
     assert [r["diff"] for r in result["rows"]] == pytest.approx(gains, abs=0.05)
     assert all(r["ci"][0] < r["diff"] < r["ci"][1] for r in result["rows"])
+
+
+def test_evaluate_covers_the_multi_cell_environment(tmp_path):
+    args = [
+        "--env-id",
+        "MEG-MultiCell-v0",
+        "--policy",
+        "sinr-threshold",
+        "--multi-cell.num-links",
+        "3",
+        "--eval-episodes",
+        "8",
+    ]
+    result = run([str(ROOT / "scripts" / "evaluate.py"), *args], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = json.loads((tmp_path / "runs" / "eval__sinr-threshold__1" / "eval.json").read_text())
+    evaluation.validate_eval(data)
+    assert data["env_id"] == "MEG-MultiCell-v0" and data["env_config"]["num_links"] == 3
+    assert len(data["per_agent"]["psnr"]["mean"]) == 3
+    wrong = run([str(ROOT / "scripts" / "evaluate.py"), "--env-id", "MEG-MultiCell-v0", "--policy", "oracle"], tmp_path)
+    assert wrong.returncode != 0 and "not a fixed baseline" in wrong.stderr
