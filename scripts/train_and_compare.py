@@ -26,8 +26,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @dataclass
 class Args:
-    ppo_timesteps: int = 300_000
-    """PPO training steps (the default takes about ten minutes on this project's 2-core machine)"""
+    ppo_timesteps: int = 1_000_000
+    """PPO training steps (the default trains in about 7 minutes on this project's 2-core machine; 300k steps
+    take 2 minutes and reach 19.50 dB, 1M reach 19.55 dB)"""
     seed: int = 1
     """PPO's training seed"""
     eval_episodes: int = 1024
