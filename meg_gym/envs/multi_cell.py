@@ -17,7 +17,7 @@ from pettingzoo import ParallelEnv
 
 from meg_gym import channel
 from meg_gym.config import PowerControlConfig, config_from_kwargs
-from meg_gym.envs.power_control import SNR_DB_RANGE, _pipeline_for
+from meg_gym.envs.power_control import SNR_DB_RANGE, _pipeline_for, _scalar_info
 
 __all__ = ["MultiCellConfig", "MultiCellEnv", "MultiCellVectorEnv", "parallel_env"]
 
@@ -100,7 +100,6 @@ class _MultiCellBatch:
         self.rows = np.zeros((m, n), dtype=np.int64)
         self.large_scale = np.ones((m, n, n))  # [episode, receiving UE i, transmitting ES j]
         self.h = np.zeros((m, n, n, k), dtype=np.complex128)
-        self.positions = np.zeros((m, 2, n, 2))  # [episode, ES / UE, link, xy]
         self.block = 0
         self.estimates = np.zeros((m, n, k, self.symbols_per_block), dtype=np.complex128)
         self.sinr = np.zeros((m, n, k))
@@ -120,7 +119,6 @@ class _MultiCellBatch:
             d = np.maximum(np.linalg.norm(ue[:, None, :] - es[None, :, :], axis=2), 1.0)
             self.large_scale[e] = (d / cfg.reference_distance_m) ** -cfg.path_loss_exponent
             self.h[e] = channel.sample_block_gains(cfg.channel, n * n, k, rng).reshape(n, n, k)
-            self.positions[e] = es, ue
         self.block = 0
         for array in (self.estimates, self.sinr, self.interference, self.applied, self.clipped):
             array[...] = 0
@@ -165,10 +163,11 @@ class _MultiCellBatch:
         y = np.einsum("mij,mjs->mis", g, symbols) + np.sqrt(n0 / 2.0) * noise
         own = np.einsum("mii->mi", g)
         power = np.abs(g) ** 2
-        interference = power.sum(axis=2) - np.abs(own) ** 2
-        den = np.abs(own) ** 2 + interference + n0  # MMSE treating the interference as noise
+        own_power = np.einsum("mii->mi", power)
+        interference = np.where(np.eye(n, dtype=bool), 0.0, power).sum(axis=2)
+        den = own_power + interference + n0  # MMSE treating the interference as noise
         self.estimates[:, :, k] = np.conj(own)[..., None] * y / den[..., None]
-        self.sinr[:, :, k] = np.abs(own) ** 2 / (interference + n0)
+        self.sinr[:, :, k] = own_power / (interference + n0)
         self.interference[:, :, k] = interference
         self.applied[:, :, k] = applied
         self.clipped += clipped
@@ -189,8 +188,7 @@ class _MultiCellBatch:
             rel.reshape(m * n, self.config.num_blocks, -1),
             self.config.reward,
         )
-        metric = {"psnr": "psnr", "ssim": "ssim", "ms-ssim": "ms_ssim", "latent-mse": "latent_mse"}[self.config.reward]
-        quality = (result[metric] if metric != "latent_mse" else -result[metric]).reshape(m, n)
+        quality = result["quality"].reshape(m, n)
         rewards = np.repeat(quality.mean(axis=1, keepdims=True), n, axis=1) if self.config.cooperative else quality
         self.last_images = list(result["images"])
         with np.errstate(divide="ignore"):
@@ -355,16 +353,12 @@ class MultiCellEnv(ParallelEnv):
         obs = self._batch.observations()[0]
         done = self._batch.block == self.config.num_blocks
         rewards = np.zeros(self.config.num_links)
-        infos = {
-            a: {k: (v[0, i].item() if isinstance(v[0, i], np.generic) else v[0, i]) for k, v in step_info.items()}
-            for i, a in enumerate(self.agents)
-        }
+        arrays = {k: v[0] for k, v in step_info.items()}
         if done:
             final_rewards, final = self._batch.finish()
             rewards = final_rewards[0]
-            for i, a in enumerate(self.agents):
-                infos[a].update({k: (v[0, i].item() if isinstance(v[0, i], np.generic) else v[0, i])
-                                 for k, v in final.items()})  # fmt: skip
+            arrays.update({k: v[0] for k, v in final.items()})
+        infos = {a: _scalar_info(arrays, i) for i, a in enumerate(self.agents)}
         agents = self.agents
         out = (
             {a: obs[i] for i, a in enumerate(agents)},

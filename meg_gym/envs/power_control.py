@@ -131,7 +131,11 @@ class _Pipeline:
             self.references(np.arange(start, min(start + batch_size, len(self.rows))))
 
     def receive(self, idx: np.ndarray, estimates: np.ndarray, reliabilities: np.ndarray, reward: str) -> dict:
-        """Decode a batch of received seeds and score the images. ``idx`` are split-local row indices."""
+        """Decode a batch of received seeds and score the images. ``idx`` are split-local row indices.
+
+        Returns psnr, ssim, latent_mse (and ms_ssim for that reward), the images, and ``quality``: the
+        ``reward`` metric (``-latent_mse`` for "latent-mse", so that higher is better).
+        """
         from meg_gym import codec as codec_lib
         from meg_gym import quality
 
@@ -154,6 +158,7 @@ class _Pipeline:
             if reward == "ms-ssim":
                 out["ms_ssim"] = quality.ms_ssim(pred, target).double().numpy()
         out["images"] = images
+        out["quality"] = -out["latent_mse"] if reward == "latent-mse" else out[reward.replace("-", "_")]
         return out
 
 
@@ -320,8 +325,7 @@ class _LinkBatch:
         k = self.config.num_blocks
         rel = np.repeat(reliability(self.block_snr[envs])[:, :, None], self.symbols_per_block, axis=2)
         result = self.pipeline.receive(self.rows[envs], self.estimates[envs], rel, self.config.reward)
-        metric = {"psnr": "psnr", "ssim": "ssim", "ms-ssim": "ms_ssim", "latent-mse": "latent_mse"}[self.config.reward]
-        reward = result[metric] if metric != "latent_mse" else -result[metric]
+        reward = result["quality"]
         with np.errstate(divide="ignore"):
             block_snr_db = channel.linear_to_db(self.block_snr[envs])
         info = {
