@@ -171,3 +171,16 @@ def test_evaluate_covers_the_multi_cell_environment(tmp_path):
     assert len(data["per_agent"]["psnr"]["mean"]) == 3
     wrong = run([str(ROOT / "scripts" / "evaluate.py"), "--env-id", "MEG-MultiCell-v0", "--policy", "oracle"], tmp_path)
     assert wrong.returncode != 0 and "not a fixed baseline" in wrong.stderr
+
+
+def test_reproduction_figure_a_and_the_benchmark_floor_run(tmp_path):
+    import benchmark
+    import reproduce_paper
+
+    output = tmp_path / "reproduction.md"
+    reproduce_paper.main(reproduce_paper.Args(figures=["a"], prompts=16, output=output))
+    data = json.loads(output.with_suffix(".json").read_text())
+    assert data["a"]["symbols"]["MEG, seed 1/4"] == 32 and data["a"]["symbols"]["centralised, analogue"] == 6144
+    assert "Claim 1 holds" in output.read_text() and (tmp_path / "reproduction-a.png").stat().st_size > 1000
+    floor = benchmark.compute_floor(8, benchmark.Args(seconds=0.2, repeats=1))
+    assert floor["steps_per_s"] > 0 and set(floor["ms_per_episode"]) >= {"seed decode", "VAE decode", "PSNR + SSIM"}
