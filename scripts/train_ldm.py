@@ -44,7 +44,13 @@ class Args:
     min_snr_gamma: float = 5.0
     init_unet: Path | None = None
     """warm start: a diffusers UNet folder (e.g. the shipped meg_gym/assets/meg-ldm/unet) to start from
-    instead of random weights; ignored when a checkpoint in work_dir is resumed"""
+    instead of random weights; ignored when a checkpoint in work_dir is resumed. It may have fewer transformer
+    blocks per attention than the embedded architecture: the extra blocks start as identities (see grow_unet)"""
+    transformer_layers_per_block: int | None = None
+    """override the embedded architecture's transformer blocks per attention (for ablations)"""
+    eval_every: int = 0
+    """every this many steps, log the EMA model's prompt faithfulness on test prompts (0: never)"""
+    eval_prompts: int = 300
     seed: int = 0
     checkpoint_every: int = 500
     threads: int = 0
@@ -80,6 +86,55 @@ def build_training_set(args: Args, pipe) -> dict[str, torch.Tensor]:
     return data
 
 
+def grow_unet(init_folder: Path, config: dict):
+    """A UNet of architecture ``config`` that computes exactly what the UNet in ``init_folder`` computes.
+
+    The two may differ only in transformer blocks per attention. Blocks the initial UNet lacks get zero
+    output projections (self-attention, cross-attention and feed-forward), so each is an identity map on its
+    residual stream until training moves it.
+    """
+    from diffusers import UNet2DConditionModel
+
+    old = UNet2DConditionModel.from_pretrained(init_folder, use_safetensors=True)
+    unet = UNet2DConditionModel(**config)
+    missing, unexpected = unet.load_state_dict(old.state_dict(), strict=False)
+    new_blocks = {key.rsplit(".transformer_blocks.", 1)[0] + ".transformer_blocks." + key.rsplit(".transformer_blocks.", 1)[1].split(".")[0]
+                  for key in missing if ".transformer_blocks." in key}  # fmt: skip
+    stray = [key for key in missing if not any(key.startswith(block + ".") for block in new_blocks)]
+    if unexpected or stray or any(block.endswith(".transformer_blocks.0") for block in new_blocks):
+        raise SystemExit(
+            f"--init-unet {init_folder} does not fit the embedded architecture: unexpected keys {unexpected[:3]}, "
+            f"missing {stray[:3]}. Only extra transformer blocks can be grown; start from scratch instead."
+        )
+    modules = dict(unet.named_modules())
+    for block in sorted(new_blocks):
+        for out in ("attn1.to_out.0", "attn2.to_out.0", "ff.net.2"):
+            torch.nn.init.zeros_(modules[f"{block}.{out}"].weight)
+            torch.nn.init.zeros_(modules[f"{block}.{out}"].bias)
+    if new_blocks:
+        print(f"grew {len(new_blocks)} identity-initialised transformer blocks on {init_folder}")
+    return unet
+
+
+def faithfulness(pipe, unet, prompts: int) -> dict:
+    """Prompt faithfulness of images generated with ``unet`` for the first test prompts (default sampler)."""
+    from meg_gym import quality
+    from meg_gym.generation.classifier import load_classifier
+    from meg_gym.generation.split_pipeline import SplitPipeline
+
+    scenes = shapes.sample_scenes("test", prompts)
+    sampler = SplitPipeline(pipe)
+    previous, pipe.unet = pipe.unet, unet.eval()
+    try:
+        batches = [scenes[i : i + 100] for i in range(0, prompts, 100)]
+        images = torch.cat([sampler.generate([s.caption for s in batch], list(range(10**6 + 100 * b, 10**6 + 100 * b + len(batch))))
+                            for b, batch in enumerate(batches)])  # fmt: skip
+    finally:
+        pipe.unet = previous
+    acc = quality.prompt_faithfulness(images, scenes, load_classifier())
+    return {"one_object": acc["one_object"], "multi_object": acc["multi_object"], "shape_colour": acc["shape_colour"]}
+
+
 def main(args: Args) -> None:
     from diffusers import DDPMScheduler, StableDiffusionPipeline
 
@@ -89,12 +144,10 @@ def main(args: Args) -> None:
     args.work_dir.mkdir(parents=True, exist_ok=True)
     vae = embedded.load_autoencoder(args.output_dir)
     tokenizer, text_encoder = embedded.load_text_encoder()
-    if args.init_unet is not None:
-        from diffusers import UNet2DConditionModel
-
-        unet = UNet2DConditionModel.from_pretrained(args.init_unet, use_safetensors=True)
-    else:
-        unet = embedded.new_unet()
+    config = dict(embedded.UNET_CONFIG)
+    if args.transformer_layers_per_block is not None:
+        config["transformer_layers_per_block"] = args.transformer_layers_per_block
+    unet = embedded.new_unet(**config) if args.init_unet is None else grow_unet(args.init_unet, config)
     scheduler = embedded.new_scheduler()
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
                                    safety_checker=None, feature_extractor=None, requires_safety_checker=False)  # fmt: skip
@@ -157,8 +210,12 @@ def main(args: Args) -> None:
         bar.update(1)
         if step % 25 == 0:
             bar.set_postfix(loss=f"{running:.4f}")
-        if step % args.checkpoint_every == 0 or step == args.steps:
+        if step % args.checkpoint_every == 0 or step == args.steps or (args.eval_every and step % args.eval_every == 0):
             record = {"step": step, "loss_ema": running, "lr": sched.get_last_lr()[0], "elapsed_s": time.time() - t0}
+            if args.eval_every and (step % args.eval_every == 0 or step == args.steps):
+                with torch.no_grad():
+                    record["faithfulness"] = faithfulness(pipe, ema, args.eval_prompts)
+                unet.train()
             log.write(json.dumps(record) + "\n")
             log.flush()
             tqdm.write(json.dumps(record))

@@ -97,11 +97,11 @@ def new_autoencoder():
     return AutoencoderTiny(**AUTOENCODER_CONFIG)
 
 
-def new_unet():
-    """A randomly initialised denoising UNet with the embedded architecture."""
+def new_unet(**config):
+    """A randomly initialised denoising UNet with the embedded architecture (``config`` overrides entries)."""
     from diffusers import UNet2DConditionModel
 
-    return UNet2DConditionModel(**UNET_CONFIG)
+    return UNet2DConditionModel(**{**UNET_CONFIG, **config})
 
 
 def new_scheduler():
