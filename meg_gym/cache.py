@@ -62,6 +62,22 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def cache_fingerprint(folder: Path | str | None = None) -> str:
+    """The SHA-256 of a cache's tensor file as its cache.json records it (default: the shipped cache).
+
+    Results name the data they were measured on with it, so figures from different caches are never pooled.
+    Reads cache.json only; :meth:`LatentCache.load` is what verifies the file against it.
+    """
+    folder = DEFAULT_CACHE_DIR if folder is None else Path(folder)
+    try:
+        return str(json.loads((folder / JSON_NAME).read_text())["files"][TENSOR_NAME]["sha256"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CacheCorruptedError(
+            f"cannot read the checksum of {folder / TENSOR_NAME} from {folder / JSON_NAME} ({exc}). "
+            f"{_rebuild_hint(None, folder)}"
+        ) from exc
+
+
 def _rebuild_hint(meta: dict | None, folder: Path) -> str:
     command = (meta or {}).get("build_command") or f"{DEFAULT_BUILD_COMMAND} --output-dir {folder}"
     return f"Rebuild it with `{command}`" + (

@@ -16,6 +16,7 @@ eval.json (``schema == "meg-gym-eval/1"``), the keys :func:`validate_eval` check
 | schema | "meg-gym-eval/1" |
 | env_id, env_kwargs | the environment and the settings given to it (``split`` is always "test") |
 | env_config | every setting of the environment as it ran, defaults included (so a later change of a default cannot make old results ambiguous) |
+| cache_sha256 | SHA-256 of the latent cache's tensor file: the prompts and latents the episodes ran on (absent in files written before 2026-11-28) |
 | policy | name of the policy or algorithm, e.g. "ppo", "static" |
 | run_name | the training run (``{env_id}__{exp_name}__{seed}__{time}``) or the policy name |
 | episodes, seeds | number of episodes and the seed of each |
@@ -91,6 +92,7 @@ def evaluate_policy(
     import gymnasium as gym
 
     import meg_gym  # noqa: F401  (registers the environments)
+    from meg_gym.cache import cache_fingerprint
 
     env_kwargs = {k: v for k, v in (env_kwargs or {}).items() if k != "split"}
     num_envs = max(1, min(num_envs, episodes))
@@ -125,6 +127,7 @@ def evaluate_policy(
         "env_id": env_id,
         "env_kwargs": {**env_kwargs, "split": "test"},
         "env_config": config.to_dict() if config is not None else None,
+        "cache_sha256": cache_fingerprint(getattr(config, "cache_dir", None)),
         "episodes": episodes,
         "seeds": [seed + j for j in range(episodes)],
         **summary,
@@ -156,6 +159,7 @@ def evaluate_multi_cell_policy(
     ``policy(obs, env)`` maps observations (num_envs, N, obs_dim) to powers (num_envs, N). An episode's
     quality, psnr, ssim and energy_used are the means over its N links; ``per_agent`` keeps each link's.
     """
+    from meg_gym.cache import cache_fingerprint
     from meg_gym.envs.multi_cell import MultiCellVectorEnv
 
     env_kwargs = {k: v for k, v in (env_kwargs or {}).items() if k != "split"}
@@ -184,6 +188,7 @@ def evaluate_multi_cell_policy(
         "env_id": MULTI_CELL_ID,
         "env_kwargs": {**env_kwargs, "split": "test"},
         "env_config": env.config.to_dict(),
+        "cache_sha256": cache_fingerprint(env.config.cache_dir),
         "episodes": episodes,
         "seeds": [seed + j for j in range(episodes)],
         **summary,
@@ -214,6 +219,8 @@ def validate_eval(data: dict[str, Any]) -> None:
             raise ValueError(f"eval.json is missing {key!r}")
         if not isinstance(data[key], kind):
             raise ValueError(f"eval.json {key!r} must be {kind.__name__}, got {type(data[key]).__name__}")
+    if "cache_sha256" in data and not (isinstance(data["cache_sha256"], str) and len(data["cache_sha256"]) == 64):
+        raise ValueError("eval.json 'cache_sha256' must be the 64-hex-digit SHA-256 of the cache's tensor file")
     if data["env_kwargs"].get("split") != "test":
         raise ValueError("eval.json must come from the test split (env_kwargs['split'] == 'test')")
     n = data["episodes"]

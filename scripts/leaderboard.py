@@ -8,7 +8,9 @@ docs/leaderboard.json is the database: one record per evaluated run (its validat
 run-level figures, with the file's sha256, commit and arguments), so the table can be rebuilt without the
 files. A run that is added again replaces its record (same environment, configuration and run name).
 
-Per environment and configuration (every setting, defaults included) and per policy, the table gives the
+Results are pooled only within one environment, configuration (every setting, defaults included) and latent
+cache (the SHA-256 of its tensor file, recorded in eval.json), so that figures measured on different prompts
+or latents never share a table. Per table and per policy, the page gives the
 interquartile mean (IQM) and the mean of the test-split PSNR across training seeds, each with a 95%
 stratified-bootstrap confidence interval (rliable; Agarwal et al., "Deep Reinforcement Learning at the
 Edge of the Statistical Precipice", NeurIPS 2021), the energy used as a fraction of the budget, and the gap
@@ -35,6 +37,10 @@ from meg_gym import evaluation
 LEADERBOARD_SCHEMA = "meg-gym-leaderboard/1"
 ORACLE, STATIC = "oracle", "static"
 ENV_ID = "MEG-PowerControl-v0"  # the profile figure covers this environment (the one with an oracle)
+# eval.json files written before 2026-11-28 do not name their cache. The shipped default cache had one version
+# from its first commit (3dd0f5b) until then, so a run of that era on the default cache used this one.
+LEGACY_DEFAULT_CACHE = "6dfe2dc6a263cd2d3f29e6b00626f16da53fade806282c3aeb7203fcc2c4e9f3"
+UNRECORDED = "unrecorded"
 
 
 @dataclass
@@ -49,6 +55,12 @@ class Args:
     """bootstrap resamples for the confidence intervals"""
     seed: int = 0
     """seed of the bootstrap"""
+
+
+def current_cache() -> str:
+    from meg_gym.cache import cache_fingerprint
+
+    return cache_fingerprint()
 
 
 def full_config(data: dict[str, Any]) -> dict[str, Any]:
@@ -68,6 +80,13 @@ def config_label(config: dict[str, Any], env_id: str = "MEG-PowerControl-v0") ->
     return ", ".join(changed) or "default"
 
 
+def cache_of(recorded: str | None, config: dict[str, Any]) -> str:
+    """The cache a result was measured on: as recorded, or inferred for pre-2026-11-28 default-cache runs."""
+    if recorded:
+        return recorded
+    return LEGACY_DEFAULT_CACHE if config.get("cache_dir") is None else UNRECORDED
+
+
 def record_of(path: Path) -> dict[str, Any]:
     raw = path.read_bytes()
     try:
@@ -77,9 +96,11 @@ def record_of(path: Path) -> dict[str, Any]:
         raise SystemExit(f"{path}: not a valid eval.json ({err}); regenerate it with scripts/evaluate.py") from err
     args = data["args"]
     training_steps = args.get("total_timesteps") if isinstance(args.get("total_timesteps"), int) else 0
+    config = full_config(data)
     return {
         "env_id": data["env_id"],
-        "config": full_config(data),
+        "config": config,
+        "cache_sha256": cache_of(data.get("cache_sha256"), config),
         "policy": data["policy"],
         "training_steps": training_steps or 0,
         "run_name": data["run_name"],
@@ -112,14 +133,15 @@ def find_evals(paths: list[Path]) -> list[Path]:
 
 
 def record_key(r: dict[str, Any]) -> tuple:
-    return r["env_id"], json.dumps(r["config"], sort_keys=True), r["run_name"]
+    return r["env_id"], json.dumps(r["config"], sort_keys=True), r["cache_sha256"], r["run_name"]
 
 
 def merge(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    old = [{**r, "cache_sha256": cache_of(r.get("cache_sha256"), r["config"])} for r in old]
     records = {record_key(r): r for r in old}
     records.update({record_key(r): r for r in new})
-    return sorted(records.values(), key=lambda r: (r["env_id"], config_label(r["config"], r["env_id"]), r["policy"],
-                                                   r["run_name"]))  # fmt: skip
+    return sorted(records.values(), key=lambda r: (r["env_id"], config_label(r["config"], r["env_id"]), r["cache_sha256"],
+                                                   r["policy"], r["run_name"]))  # fmt: skip
 
 
 def entry_name(r: dict[str, Any]) -> str:
@@ -150,12 +172,13 @@ def interval_estimates(scores: dict[str, np.ndarray], reps: int, seed: int) -> d
 
 
 def build_tables(records: list[dict[str, Any]], reps: int, seed: int) -> list[dict[str, Any]]:
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    shipped = current_cache()
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for r in records:
-        groups.setdefault((r["env_id"], json.dumps(r["config"], sort_keys=True)), []).append(r)
+        groups.setdefault((r["env_id"], json.dumps(r["config"], sort_keys=True), r["cache_sha256"]), []).append(r)
     tables = []
-    for (env_id, config_json), runs in sorted(
-        groups.items(), key=lambda g: (g[0][0], config_label(json.loads(g[0][1]), g[0][0]))
+    for (env_id, config_json, cache), runs in sorted(
+        groups.items(), key=lambda g: (g[0][0], config_label(json.loads(g[0][1]), g[0][0]), g[0][2] != shipped)
     ):
         by_entry: dict[str, list[dict[str, Any]]] = {}
         for r in runs:
@@ -189,7 +212,8 @@ def build_tables(records: list[dict[str, Any]], reps: int, seed: int) -> list[di
             )
         rows.sort(key=lambda row: -row["psnr_mean"][0])
         config = json.loads(config_json)
-        tables.append({"env_id": env_id, "config": config, "label": config_label(config, env_id), "rows": rows})
+        tables.append({"env_id": env_id, "config": config, "label": config_label(config, env_id), "cache_sha256": cache,
+                       "rows": rows})  # fmt: skip
     return tables
 
 
@@ -237,6 +261,7 @@ def interval(values: list[float], digits: int = 2) -> str:
 
 def render(tables: list[dict[str, Any]], records: list[dict[str, Any]], figure: Path | None, drawn: list[str]) -> str:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    shipped = current_cache()
     lines = [
         "# Leaderboard",
         "",
@@ -247,7 +272,9 @@ def render(tables: list[dict[str, Any]], records: list[dict[str, Any]], figure: 
         "IQM and mean are across training seeds with 95% stratified-bootstrap intervals (rliable); a fixed policy "
         "is deterministic and has one run. *episode SE* is the standard error over the test episodes of one run; "
         "*energy* is the energy used as a fraction of the budget; *gap to oracle* is the oracle's mean minus "
-        "the policy's, with its interval. How to submit a result: see the README's *Leaderboard* section.",
+        "the policy's, with its interval. A table holds one environment, configuration and latent cache (the "
+        "first 12 hex digits of the SHA-256 of its tensor file); results on different caches are never pooled. "
+        "How to submit a result: see the README's *Leaderboard* section.",
         "",
     ]
     if figure is not None and drawn:
@@ -260,7 +287,9 @@ def render(tables: list[dict[str, Any]], records: list[dict[str, Any]], figure: 
             "",
         ]
     for t in tables:
-        lines += [f"## {t['env_id']}: {t['label']}", ""]
+        cache = t["cache_sha256"]
+        which = " (the shipped default)" if cache == shipped else ""
+        lines += [f"## {t['env_id']}: {t['label']}, cache {cache[:12]}{which}", ""]
         lines += [
             "| policy | runs | PSNR IQM [95% CI] | PSNR mean [95% CI] | episode SE | SSIM | energy | gap to oracle [95% CI] |",
             "|---|---|---|---|---|---|---|---|",

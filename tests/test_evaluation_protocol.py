@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from meg_gym import evaluation
+from meg_gym.cache import cache_fingerprint
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -59,6 +60,8 @@ def test_evaluate_takes_fixed_policies_and_user_callables(tmp_path):
     static = json.loads((tmp_path / "runs" / "eval__static__1" / "eval.json").read_text())
     fair = json.loads((tmp_path / "runs" / "eval__fair__1" / "eval.json").read_text())
     assert fair["policy"] == "fair" and static["policy"] == "static"
+    # each result names the latent cache its episodes ran on
+    assert static["cache_sha256"] == fair["cache_sha256"] == cache_fingerprint()
     # the user's factory builds the static policy, so the two evaluations agree episode by episode
     np.testing.assert_allclose(fair["psnr"]["per_episode"], static["psnr"]["per_episode"], rtol=0, atol=1e-4)
 
@@ -79,7 +82,8 @@ def test_evaluate_rejects_bad_policies_with_a_clear_message(policy, message, tmp
     assert message in result.stderr
 
 
-def fake_eval(path: Path, policy: str, seed: int, psnr: np.ndarray, steps: int = 0, budget: float = 0.05) -> Path:
+def fake_eval(path: Path, policy: str, seed: int, psnr: np.ndarray, steps: int = 0, budget: float = 0.05,
+              cache: str | None = None) -> Path:  # fmt: skip
     n = len(psnr)
     metric = lambda v: {"mean": float(np.mean(v)), "std": float(np.std(v)), "per_episode": list(map(float, v))}  # noqa: E731
     result = {
@@ -93,6 +97,7 @@ def fake_eval(path: Path, policy: str, seed: int, psnr: np.ndarray, steps: int =
         "ssim": metric(np.full(n, 0.8)),
         "energy_used": metric(np.full(n, 1e-5)),
         "energy_budget": 2e-5,
+        **({"cache_sha256": cache} if cache else {}),
     }
     return evaluation.write_eval(path, result, policy, f"{policy}-{seed}", {"seed": seed, "total_timesteps": steps})
 
@@ -134,6 +139,30 @@ def test_leaderboard_statistics_and_database(tmp_path):
         leaderboard.main(leaderboard.Args(paths=[broken.parent], output=out, reps=500))
 
 
+def test_leaderboard_never_pools_results_from_different_caches(tmp_path):
+    import leaderboard
+
+    base = np.random.default_rng(1).normal(19.0, 1.0, 16)
+    fake_eval(tmp_path / "now" / "eval.json", "static", 1, base, cache=cache_fingerprint())
+    fake_eval(tmp_path / "other" / "eval.json", "static", 1, base - 2.0, cache="ab" * 32)
+    # written before eval.json named its cache, on a cache of the user's own
+    legacy = fake_eval(tmp_path / "legacy" / "eval.json", "static", 1, base - 1.0)
+    data = json.loads(legacy.read_text())
+    data["env_kwargs"]["cache_dir"] = "/data/my-cache"
+    legacy.write_text(json.dumps(data))
+    out = tmp_path / "leaderboard.md"
+    tables = leaderboard.main(leaderboard.Args(paths=[tmp_path], output=out, reps=200))
+    caches = [t["cache_sha256"] for t in tables if t["label"] == "default"]
+    assert caches == [cache_fingerprint(), "ab" * 32]  # the shipped cache's table first
+    assert [t["cache_sha256"] for t in tables if t["label"] != "default"] == [leaderboard.UNRECORDED]
+    assert all(len(t["rows"]) == 1 and t["rows"][0]["runs"] == 1 for t in tables)
+    assert f"cache {cache_fingerprint()[:12]} (the shipped default)" in out.read_text()
+    # a default-cache result written before 2026-11-28 ran on the only default cache of that time
+    assert leaderboard.cache_of(None, {"cache_dir": None}) == leaderboard.LEGACY_DEFAULT_CACHE
+    with pytest.raises(ValueError, match="cache_sha256"):
+        fake_eval(tmp_path / "bad" / "eval.json", "static", 1, base, cache="not-a-checksum")
+
+
 def test_reproduction_crossover_finds_where_the_seed_stops_winning():
     import reproduce_paper
 
@@ -168,6 +197,7 @@ def test_evaluate_covers_the_multi_cell_environment(tmp_path):
     data = json.loads((tmp_path / "runs" / "eval__sinr-threshold__1" / "eval.json").read_text())
     evaluation.validate_eval(data)
     assert data["env_id"] == "MEG-MultiCell-v0" and data["env_config"]["num_links"] == 3
+    assert data["cache_sha256"] == cache_fingerprint()
     assert len(data["per_agent"]["psnr"]["mean"]) == 3
     wrong = run([str(ROOT / "scripts" / "evaluate.py"), "--env-id", "MEG-MultiCell-v0", "--policy", "oracle"], tmp_path)
     assert wrong.returncode != 0 and "not a fixed baseline" in wrong.stderr
