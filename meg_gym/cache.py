@@ -31,6 +31,9 @@ JSON_NAME = "cache.json"
 TENSOR_NAME = "latents.safetensors"
 DEFAULT_CACHE_DIR = Path(__file__).resolve().parent / "assets" / "meg-shapes-cache"
 DEFAULT_BUILD_COMMAND = "python scripts/build_cache.py"
+# The shipped default cache from its first commit (3dd0f5b) until 2026-11-28, when the embedded UNet was
+# retrained. Results written before then do not name their cache; on the default cache they used this one.
+LEGACY_DEFAULT_CACHE = "6dfe2dc6a263cd2d3f29e6b00626f16da53fade806282c3aeb7203fcc2c4e9f3"
 ATTRIBUTE_KEYS = ("present", "shape", "colour", "size")
 
 

@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import tyro
 
+from meg_gym.cache import cache_fingerprint
+
 ROOT = Path(__file__).resolve().parent.parent
 LEARNERS = {
     "ppo": "ppo_continuous_action.py",
@@ -119,13 +121,14 @@ def main(args: Args) -> None:
         )
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     result = {"rows": rows, "timesteps": args.timesteps, "seeds": args.seeds, "commit": commit,
-              "machine": platform.processor() or platform.machine(), "eval_episodes": args.eval_episodes}  # fmt: skip
+              "cache_sha256": cache_fingerprint(), "machine": platform.processor() or platform.machine(), "eval_episodes": args.eval_episodes}  # fmt: skip
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.with_suffix(".json").write_text(json.dumps(result, indent=2))
     lines = [
         "# Baselines on MEG-PowerControl-v0 (default settings)",
         "",
-        f"Made by `python scripts/baseline_sweep.py` at commit `{commit}` on a 2-core CPU machine; "
+        f"Made by `python scripts/baseline_sweep.py` at commit `{commit}` on latent cache "
+        f"`{result['cache_sha256'][:12]}`, on a 2-core CPU machine; "
         f"training steps {args.timesteps}, seeds {args.seeds}; each policy evaluated on {args.eval_episodes} "
         "test-split episodes with the same seeds. Data: [baseline_results.json](baseline_results.json).",
         "",

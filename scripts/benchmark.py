@@ -33,6 +33,7 @@ import tyro
 
 import meg_gym  # noqa: F401
 from meg_gym import evaluation, quality
+from meg_gym.cache import LEGACY_DEFAULT_CACHE, cache_fingerprint
 from meg_gym.config import PowerControlConfig
 from meg_gym.envs.power_control import _pipeline_for
 from meg_gym.generation.imaging import decode_latents
@@ -217,7 +218,8 @@ def render(r: dict, args: Args) -> str:
     lines = [
         "# Benchmarks: MEG-PowerControl-v0",
         "",
-        f"Made by `{r['command']}` at commit `{r['commit']}` on {r['machine']} (torch {r['torch']}, "
+        f"Made by `{r['command']}` at commit `{r['commit']}` on latent cache `{r.get('cache_sha256', LEGACY_DEFAULT_CACHE)[:12]}`, "
+        f"on {r['machine']} (torch {r['torch']}, "
         f"{r['threads']} threads), in {r['wall_s'] / 60:.1f} min. Data: [benchmarks.json](benchmarks.json). "
         "Random actions on the default configuration; rates are medians of "
         f"{args.repeats} runs of {args.seconds:g} s.",
@@ -330,6 +332,7 @@ def main(args: Args) -> None:
         "targets": targets,
         "command": "python scripts/benchmark.py" + (" --quick" if args.quick else ""),
         "commit": evaluation.git_commit(),
+        "cache_sha256": cache_fingerprint(),
         "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads",
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,

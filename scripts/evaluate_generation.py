@@ -23,7 +23,7 @@ import torch
 import tyro
 
 from meg_gym import quality
-from meg_gym.cache import LatentCache
+from meg_gym.cache import LatentCache, cache_fingerprint
 from meg_gym.generation import embedded, shapes
 from meg_gym.generation.classifier import load_classifier
 from meg_gym.generation.imaging import to_tensor
@@ -78,7 +78,8 @@ def main(args: Args) -> None:
     vae = pipe.pipe.vae
     classifier = load_classifier()
     report: dict = {"machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads",
-                    "commit": git_commit(), "command": "python " + " ".join(sys.argv)}  # fmt: skip
+                    "commit": git_commit(), "command": "python " + " ".join(sys.argv),
+                    "cache_sha256": cache_fingerprint()}  # fmt: skip
 
     with torch.no_grad():
         recon = torch.cat([vae.decode(vae.encode(renders[i : i + 256]).latents).sample.clamp(-1, 1)
@@ -144,7 +145,8 @@ def render_markdown(r: dict) -> str:
     lines = [
         "# The embedded generation side: measured",
         "",
-        f"Produced by `{r['command']}` at commit `{r['commit']}` on {r['machine']}. Test split of MEG-Shapes "
+        f"Produced by `{r['command']}` at commit `{r['commit']}` on {r['machine']}; the cached generation is latent "
+        f"cache `{r['cache_sha256'][:12]}`. Test split of MEG-Shapes "
         "(every test prompt holds at least one (shape, colour, position) combination never seen in training).",
         "",
         "| what | value | bar |",

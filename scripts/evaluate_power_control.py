@@ -29,6 +29,7 @@ import tyro
 import meg_gym  # noqa: F401
 from meg_gym import codec as codec_lib
 from meg_gym import evaluation
+from meg_gym.cache import cache_fingerprint
 from meg_gym.config import PowerControlConfig
 
 ENV_ID = "MEG-PowerControl-v0"
@@ -163,6 +164,7 @@ def main(args: Args) -> None:
         "config": default.to_dict(),
         "args": {k: str(v) for k, v in asdict(args).items()},
         "commit": evaluation.git_commit(),
+        "cache_sha256": cache_fingerprint(),
         "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads",
         "torch": torch.__version__,
         "wall_s": time.time() - t0,
@@ -178,7 +180,8 @@ def render_markdown(r: dict, args: Args) -> str:
     lines = [
         "# MEG-PowerControl-v0: measured figures",
         "",
-        f"Made by `{cmd}` at commit `{r['commit']}` on {r['machine']} (torch {r['torch']}), "
+        f"Made by `{cmd}` at commit `{r['commit']}` on latent cache `{r['cache_sha256'][:12]}`, on {r['machine']} "
+        f"(torch {r['torch']}), "
         f"in {r['wall_s'] / 60:.1f} min. Data: [power_control.json](power_control.json). "
         f"Test-split prompts, {args.episodes} episodes per row, evaluation seeds from {args.seed}. "
         "Default configuration: Rayleigh block fading, 8 blocks, seed at ratio 1/4 (32 symbols), peak SNR 10 dB, "

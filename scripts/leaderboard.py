@@ -33,13 +33,11 @@ import numpy as np
 import tyro
 
 from meg_gym import evaluation
+from meg_gym.cache import LEGACY_DEFAULT_CACHE
 
 LEADERBOARD_SCHEMA = "meg-gym-leaderboard/1"
 ORACLE, STATIC = "oracle", "static"
 ENV_ID = "MEG-PowerControl-v0"  # the profile figure covers this environment (the one with an oracle)
-# eval.json files written before 2026-11-28 do not name their cache. The shipped default cache had one version
-# from its first commit (3dd0f5b) until then, so a run of that era on the default cache used this one.
-LEGACY_DEFAULT_CACHE = "6dfe2dc6a263cd2d3f29e6b00626f16da53fade806282c3aeb7203fcc2c4e9f3"
 UNRECORDED = "unrecorded"
 
 

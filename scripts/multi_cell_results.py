@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import baseline_sweep  # noqa: E402
 
 from meg_gym import evaluation  # noqa: E402
+from meg_gym.cache import cache_fingerprint  # noqa: E402
 
 FIXED = {
     "static": ["--policy", "static"],
@@ -110,6 +111,7 @@ def main(args: Args) -> None:
     result = {"rows": rows, "steps_per_second": speed, "ippo_wall_s_per_100k": float(np.mean(wall)),
               "ippo_steps": args.ippo_steps, "seeds": args.seeds, "eval_episodes": args.eval_episodes,
               "config": config, "commit": evaluation.git_commit(),
+              "cache_sha256": cache_fingerprint(),
               "machine": platform.processor() or platform.machine()}  # fmt: skip
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.with_suffix(".json").write_text(json.dumps(result, indent=1))
@@ -117,7 +119,8 @@ def main(args: Args) -> None:
     lines = [
         "# MEG-MultiCell-v0: baselines",
         "",
-        f"Made by `python scripts/multi_cell_results.py` at commit `{result['commit']}` on a 2-core CPU machine. "
+        f"Made by `python scripts/multi_cell_results.py` at commit `{result['commit']}` on latent cache "
+        f"`{result['cache_sha256'][:12]}`, on a 2-core CPU machine. "
         f"Default configuration: {n} links in a {config['area_m']:g} m square, UEs {config['ue_min_distance_m']:g}-"
         f"{config['ue_max_distance_m']:g} m from their server, path-loss exponent {config['path_loss_exponent']:g}, "
         f"peak SNR {config['peak_snr_db']:g} dB at {config['reference_distance_m']:g} m, Rayleigh block fading, "

@@ -38,6 +38,7 @@ import leaderboard  # noqa: E402
 
 from meg_gym import codec as codec_lib  # noqa: E402
 from meg_gym import evaluation, quality  # noqa: E402
+from meg_gym.cache import LEGACY_DEFAULT_CACHE, cache_fingerprint  # noqa: E402
 from meg_gym.channel import ChannelConfig, db_to_linear, sample_block_gains  # noqa: E402
 from meg_gym.config import PowerControlConfig  # noqa: E402
 from meg_gym.envs.power_control import _pipeline_for  # noqa: E402
@@ -303,6 +304,18 @@ def plot_c(data: dict, path: Path) -> None:
 # ----------------------------------------------------------------------------------------------------------------
 
 
+def provenance(figure: dict, key: str) -> list[str]:
+    """Who measured a figure, on which cache; a figure from another cache than the shipped one says so."""
+    made = figure.get("made")
+    if not made:
+        return []
+    line = f"Measured by `{made['command']}` at commit `{made['commit'][:12]}` on latent cache `{made['cache_sha256'][:12]}`"
+    if made["cache_sha256"] != cache_fingerprint():
+        line += (f", **not the shipped cache** `{cache_fingerprint()[:12]}`: the embedded model and its cache changed "
+                 f"since. Refresh it with `python scripts/reproduce_paper.py --figures {key}`")  # fmt: skip
+    return [line + ".", ""]
+
+
 def render(data: dict, args: Args) -> str:
     meta = data["meta"]
     lines = [
@@ -329,6 +342,7 @@ def render(data: dict, args: Args) -> str:
         lines += [
             "## (a) Channel symbols per image",
             "",
+            *provenance(data["a"], "a"),
             f"![symbols]({meta['figures']['a']})",
             "",
             "| scheme | complex symbols | vs MEG seed 1/4 (the default) |",
@@ -353,6 +367,7 @@ def render(data: dict, args: Args) -> str:
         lines += [
             "## (b) Image quality vs SNR",
             "",
+            *provenance(data["b"], "b"),
             f"![quality vs snr]({meta['figures']['b']})",
             "",
             f"{b['prompts']} test prompts per point, one channel draw each (the same draws for every scheme). "
@@ -391,6 +406,7 @@ def render(data: dict, args: Args) -> str:
         lines += [
             "## (c) PSNR vs energy budget",
             "",
+            *provenance(data["c"], "c"),
             f"![psnr vs budget]({meta['figures']['c']})",
             "",
             f"Default environment (Rayleigh, 8 blocks, seed 1/4, peak SNR 10 dB) at each budget; PPO trained "
@@ -479,6 +495,16 @@ def main(args: Args) -> None:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     data_path = args.output.with_suffix(".json")
     data = json.loads(data_path.read_text()) if data_path.exists() else {}
+    command = "python scripts/reproduce_paper.py" + (" --quick" if args.quick else "")
+    if sorted(args.figures) != ["a", "b", "c"]:
+        command += " --figures " + " ".join(args.figures)
+    # figures kept from an earlier run keep its provenance; data from before figures carried it (2026-11-28)
+    # was measured on the one default cache of that time
+    for key in "abc":
+        if key in data and "made" not in data[key] and "meta" in data:
+            data[key]["made"] = {"command": data["meta"]["command"], "commit": data["meta"]["commit"],
+                                 "cache_sha256": LEGACY_DEFAULT_CACHE}  # fmt: skip
+    made = {"command": command, "commit": evaluation.git_commit(), "cache_sha256": cache_fingerprint()}
     start = time.time()
     figures = {k: f"reproduction-{k}.png" for k in "abc"}
     if args.render_only:  # rewrite the page, its verdicts and figures from the stored data, measuring nothing
@@ -508,9 +534,8 @@ def main(args: Args) -> None:
     if "c" in args.figures:
         data["c"] = figure_c(args)
         plot_c(data["c"], args.output.with_name(figures["c"]))
-    command = "python scripts/reproduce_paper.py" + (" --quick" if args.quick else "")
-    if sorted(args.figures) != ["a", "b", "c"]:
-        command += " --figures " + " ".join(args.figures)
+    for key in args.figures:
+        data[key]["made"] = made
     data["meta"] = {
         "command": command,
         "commit": evaluation.git_commit(),

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from meg_gym import evaluation
-from meg_gym.cache import cache_fingerprint
+from meg_gym.cache import LEGACY_DEFAULT_CACHE, cache_fingerprint
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -158,7 +158,7 @@ def test_leaderboard_never_pools_results_from_different_caches(tmp_path):
     assert all(len(t["rows"]) == 1 and t["rows"][0]["runs"] == 1 for t in tables)
     assert f"cache {cache_fingerprint()[:12]} (the shipped default)" in out.read_text()
     # a default-cache result written before 2026-11-28 ran on the only default cache of that time
-    assert leaderboard.cache_of(None, {"cache_dir": None}) == leaderboard.LEGACY_DEFAULT_CACHE
+    assert leaderboard.cache_of(None, {"cache_dir": None}) == LEGACY_DEFAULT_CACHE
     with pytest.raises(ValueError, match="cache_sha256"):
         fake_eval(tmp_path / "bad" / "eval.json", "static", 1, base, cache="not-a-checksum")
 
