@@ -61,13 +61,14 @@ _METRICS = ("quality", "psnr", "ssim", "energy_used")
 
 
 def git_commit() -> str:
-    """The current commit of the checkout (with "-dirty" if tracked files have local changes), or "unknown"."""
+    """The current commit (with "-dirty" if tracked files outside docs/ have local changes), or "unknown"."""
     root = Path(__file__).resolve().parent.parent
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
-        # outputs written into the checkout (untracked files) do not make the code differ from the commit
+        # outputs written into the checkout (untracked files, and the measured pages under docs/) do not make
+        # the code differ from the commit
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)docs"],
             cwd=root,
             capture_output=True,
             text=True,
