@@ -33,7 +33,7 @@ import numpy as np
 import tyro
 
 from meg_gym import evaluation
-from meg_gym.cache import LEGACY_DEFAULT_CACHE
+from meg_gym.cache import LEGACY_DEFAULT_CACHE, cache_fingerprint
 
 LEADERBOARD_SCHEMA = "meg-gym-leaderboard/1"
 ORACLE, STATIC = "oracle", "static"
@@ -53,12 +53,6 @@ class Args:
     """bootstrap resamples for the confidence intervals"""
     seed: int = 0
     """seed of the bootstrap"""
-
-
-def current_cache() -> str:
-    from meg_gym.cache import cache_fingerprint
-
-    return cache_fingerprint()
 
 
 def full_config(data: dict[str, Any]) -> dict[str, Any]:
@@ -170,7 +164,7 @@ def interval_estimates(scores: dict[str, np.ndarray], reps: int, seed: int) -> d
 
 
 def build_tables(records: list[dict[str, Any]], reps: int, seed: int) -> list[dict[str, Any]]:
-    shipped = current_cache()
+    shipped = cache_fingerprint()
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for r in records:
         groups.setdefault((r["env_id"], json.dumps(r["config"], sort_keys=True), r["cache_sha256"]), []).append(r)
@@ -259,7 +253,7 @@ def interval(values: list[float], digits: int = 2) -> str:
 
 def render(tables: list[dict[str, Any]], records: list[dict[str, Any]], figure: Path | None, drawn: list[str]) -> str:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    shipped = current_cache()
+    shipped = cache_fingerprint()
     lines = [
         "# Leaderboard",
         "",

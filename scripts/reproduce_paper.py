@@ -310,8 +310,9 @@ def provenance(figure: dict, key: str) -> list[str]:
     if not made:
         return []
     line = f"Measured by `{made['command']}` at commit `{made['commit'][:12]}` on latent cache `{made['cache_sha256'][:12]}`"
-    if made["cache_sha256"] != cache_fingerprint():
-        line += (f", **not the shipped cache** `{cache_fingerprint()[:12]}`: the embedded model and its cache changed "
+    shipped = cache_fingerprint()
+    if made["cache_sha256"] != shipped:
+        line += (f", **not the shipped cache** `{shipped[:12]}`: the embedded model and its cache changed "
                  f"since. Refresh it with `python scripts/reproduce_paper.py --figures {key}`")  # fmt: skip
     return [line + ".", ""]
 

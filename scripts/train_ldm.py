@@ -14,6 +14,8 @@ from __future__ import annotations
 import copy
 import json
 import math
+import re
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,7 +24,9 @@ import torch
 import tyro
 from tqdm import tqdm
 
-from meg_gym.generation import embedded, shapes
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # evaluate_generation, for the live faithfulness
+
+from meg_gym.generation import embedded, shapes  # noqa: E402
 from meg_gym.generation.imaging import to_tensor
 
 
@@ -98,8 +102,7 @@ def grow_unet(init_folder: Path, config: dict):
     old = UNet2DConditionModel.from_pretrained(init_folder, use_safetensors=True)
     unet = UNet2DConditionModel(**config)
     missing, unexpected = unet.load_state_dict(old.state_dict(), strict=False)
-    new_blocks = {key.rsplit(".transformer_blocks.", 1)[0] + ".transformer_blocks." + key.rsplit(".transformer_blocks.", 1)[1].split(".")[0]
-                  for key in missing if ".transformer_blocks." in key}  # fmt: skip
+    new_blocks = {m.group(1) for key in missing if (m := re.match(r"(.*\.transformer_blocks\.\d+)\.", key))}
     stray = [key for key in missing if not any(key.startswith(block + ".") for block in new_blocks)]
     if unexpected or stray or any(block.endswith(".transformer_blocks.0") for block in new_blocks):
         raise SystemExit(
@@ -117,22 +120,21 @@ def grow_unet(init_folder: Path, config: dict):
 
 
 def faithfulness(pipe, unet, prompts: int) -> dict:
-    """Prompt faithfulness of images generated with ``unet`` for the first test prompts (default sampler)."""
-    from meg_gym import quality
+    """Prompt faithfulness of images generated live with ``unet`` for the first test prompts, as
+    scripts/evaluate_generation.py measures it (same noise seeds, default sampler)."""
+    import evaluate_generation
+
     from meg_gym.generation.classifier import load_classifier
     from meg_gym.generation.split_pipeline import SplitPipeline
 
     scenes = shapes.sample_scenes("test", prompts)
-    sampler = SplitPipeline(pipe)
     previous, pipe.unet = pipe.unet, unet.eval()
     try:
-        batches = [scenes[i : i + 100] for i in range(0, prompts, 100)]
-        images = torch.cat([sampler.generate([s.caption for s in batch], list(range(10**6 + 100 * b, 10**6 + 100 * b + len(batch))))
-                            for b, batch in enumerate(batches)])  # fmt: skip
+        images = evaluate_generation.live_images(SplitPipeline(pipe), scenes)
     finally:
         pipe.unet = previous
-    acc = quality.prompt_faithfulness(images, scenes, load_classifier())
-    return {"one_object": acc["one_object"], "multi_object": acc["multi_object"], "shape_colour": acc["shape_colour"]}
+    acc = evaluate_generation.faithfulness(images, scenes, load_classifier())
+    return {k: acc[k] for k in ("one_object", "multi_object", "shape_colour")}
 
 
 def main(args: Args) -> None:
@@ -210,9 +212,10 @@ def main(args: Args) -> None:
         bar.update(1)
         if step % 25 == 0:
             bar.set_postfix(loss=f"{running:.4f}")
-        if step % args.checkpoint_every == 0 or step == args.steps or (args.eval_every and step % args.eval_every == 0):
+        evaluate = args.eval_every and (step % args.eval_every == 0 or step == args.steps)
+        if evaluate or step % args.checkpoint_every == 0 or step == args.steps:
             record = {"step": step, "loss_ema": running, "lr": sched.get_last_lr()[0], "elapsed_s": time.time() - t0}
-            if args.eval_every and (step % args.eval_every == 0 or step == args.steps):
+            if evaluate:
                 with torch.no_grad():
                     record["faithfulness"] = faithfulness(pipe, ema, args.eval_prompts)
                 unet.train()

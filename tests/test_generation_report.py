@@ -7,24 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from meg_gym.generation import shapes
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-
-
-class Judge:
-    """Stands in for the domain classifier: returns planted per-cell predictions."""
-
-    def __init__(self, predictions: dict[str, np.ndarray]):
-        self.predictions = predictions
-
-    def eval(self):
-        return self
-
-    def predict(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {k: torch.as_tensor(v) for k, v in self.predictions.items()}
 
 
 def test_error_breakdown_tells_swapped_attributes_from_missing_objects():
@@ -37,7 +23,7 @@ def test_error_breakdown_tells_swapped_attributes_from_missing_objects():
     for i, scene in enumerate(scenes):  # every object drawn where asked, in the other object's colour
         a, b = (obj.cell for obj in scene.objects)
         swapped["colour"][i, a], swapped["colour"][i, b] = truth["colour"][i, b], truth["colour"][i, a]
-    report = evaluate_generation.error_breakdown(torch.zeros(len(scenes), 3, 64, 64), scenes, Judge(swapped))
+    report = evaluate_generation.error_breakdown(swapped, scenes)
     two = report["by_object_count"]["2"]
     assert two["objects"] == 2 * len(scenes)
     assert two["present"] == 1.0 and two["shape"] == 1.0 and two["colour"] == 0.0 and two["shape_colour"] == 0.0
@@ -46,6 +32,6 @@ def test_error_breakdown_tells_swapped_attributes_from_missing_objects():
 
     missing = {k: v.copy() for k, v in truth.items()}
     missing["present"][:] = 0
-    report = evaluate_generation.error_breakdown(torch.zeros(len(scenes), 3, 64, 64), scenes, Judge(missing))
+    report = evaluate_generation.error_breakdown(missing, scenes)
     assert report["by_object_count"]["2"]["present"] == 0.0
     assert report["by_object_count"]["2"]["shape_colour"] == pytest.approx(0.0)

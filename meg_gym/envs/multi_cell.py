@@ -99,6 +99,7 @@ class _MultiCellBatch:
         )
         self.rows = np.zeros((m, n), dtype=np.int64)
         self.large_scale = np.ones((m, n, n))  # [episode, receiving UE i, transmitting ES j]
+        self.other_links = ~np.eye(n, dtype=bool)  # [i, j]: ES j interferes at UE i
         self.h = np.zeros((m, n, n, k), dtype=np.complex128)
         self.block = 0
         self.estimates = np.zeros((m, n, k, self.symbols_per_block), dtype=np.complex128)
@@ -164,7 +165,7 @@ class _MultiCellBatch:
         own = np.einsum("mii->mi", g)
         power = np.abs(g) ** 2
         own_power = np.einsum("mii->mi", power)
-        interference = np.where(np.eye(n, dtype=bool), 0.0, power).sum(axis=2)
+        interference = (power * self.other_links).sum(axis=2)
         den = own_power + interference + n0  # MMSE treating the interference as noise
         self.estimates[:, :, k] = np.conj(own)[..., None] * y / den[..., None]
         self.sinr[:, :, k] = own_power / (interference + n0)

@@ -146,8 +146,14 @@ class SplitPipeline:
         """Latents (UNet space) -> images in [-1, 1], NCHW float32 (in batches of 8 on CPU, where that is fastest)."""
         return decode_latents(self.pipe.vae, latents, batch_size)
 
-    def generate(self, prompts: Sequence[str], seeds: Sequence[int], split_step: int | None = None) -> torch.Tensor:
-        """Whole generation, ES steps then UE steps then decode: images in [-1, 1]."""
+    def generate(self, prompts: Sequence[str], seeds: Sequence[int], split_step: int | None = None,
+                 batch_size: int | None = None) -> torch.Tensor:  # fmt: skip
+        """Whole generation, ES steps then UE steps then decode: images in [-1, 1], ``batch_size`` prompts at a time."""
         split_step = self.num_inference_steps if split_step is None else int(split_step)
-        latents, _ = self.es_generate(prompts, seeds, split_step)
-        return self.decode(self.ue_complete(latents, prompts, split_step))
+        step = batch_size or max(len(prompts), 1)
+        images = []
+        for start in range(0, len(prompts), step):
+            batch = prompts[start : start + step]
+            latents, _ = self.es_generate(batch, seeds[start : start + step], split_step)
+            images.append(self.decode(self.ue_complete(latents, batch, split_step)))
+        return torch.cat(images)
