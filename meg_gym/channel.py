@@ -16,10 +16,10 @@ Conventions used throughout this module:
   ``10 ** (-path_loss_db / 20)``; E|h|^2 is therefore ``10 ** (-path_loss_db / 10)``.
 - Gains have shape ``(num_envs, num_blocks)``. Symbols carry one more, last, axis: the symbols inside a block.
   ``h``, ``power`` and ``noise_power`` broadcast against ``symbols.shape[:-1]``.
-- A block of ``n`` symbols of duration ``T_s`` sent at power ``p`` spends the energy ``p * (n * T_s)``
-  (see :func:`block_energy`); the energy spent in an episode never exceeds its budget
-  (see :class:`EnergyBudget` and :func:`clip_to_budget`).
+- Energy accounting (what a block costs, budgets that are never exceeded) lives in :mod:`meg_gym.energy`.
 - All randomness comes from the ``numpy.random.Generator`` passed in, so results are reproducible from a seed.
+  The batched forms (:func:`transmit_each`, :func:`transmit_interfering`) take one Generator per environment
+  (the leading axis), so an environment's draws do not depend on which others run beside it.
 
 Fading models (``ChannelConfig.fading``):
 
@@ -31,7 +31,7 @@ Fading models (``ChannelConfig.fading``):
   with rho = J0(2 pi f_D T_block), the lag-one value of the Jakes (Clarke) autocorrelation.
 - ``"awgn"``: h = 1 (no fading), the path loss still applies.
 - ``"sionna-tdl"``: a 3GPP TR 38.901 tapped-delay-line channel drawn with NVIDIA Sionna (optional extra
-  ``meg-gym[sionna]``); see :func:`sample_block_gains`.
+  ``meg-gym[sionna]``, adapter in :mod:`meg_gym.sionna_tdl`); see :func:`sample_block_gains`.
 
 References:
 
@@ -47,10 +47,9 @@ References:
 
 from __future__ import annotations
 
-import importlib.util
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from functools import lru_cache
 from numbers import Real
 from typing import Any
 
@@ -60,13 +59,11 @@ __all__ = [
     "FADING_MODELS",
     "SIONNA_TDL_MODELS",
     "ChannelConfig",
-    "EnergyBudget",
     "bessel_j0",
-    "block_energy",
-    "clip_to_budget",
     "db_to_linear",
     "linear_to_db",
     "mmse_equalise",
+    "mmse_equalise_interfering",
     "mmse_mse",
     "observe_gains",
     "outage_probability_rayleigh",
@@ -74,14 +71,16 @@ __all__ = [
     "sample_block_gains",
     "shannon_capacity",
     "snr_db",
+    "simulate_mmse_torch",
     "transmit",
+    "transmit_each",
+    "transmit_interfering",
+    "unit_noise_each",
     "zf_equalise",
 ]
 
 FADING_MODELS: tuple[str, ...] = ("rayleigh", "rician", "nakagami", "gauss-markov", "awgn", "sionna-tdl")
 SIONNA_TDL_MODELS: tuple[str, ...] = ("A", "B", "C", "D", "E")
-
-_SIONNA_INSTALL_HINT = 'pip install "meg-gym[sionna]"'
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -284,7 +283,9 @@ def sample_block_gains(config: ChannelConfig, num_envs: int, num_blocks: int, rn
     elif fading == "awgn":
         h = np.ones(shape, dtype=np.complex128)
     elif fading == "sionna-tdl":
-        h = _sample_sionna_tdl(config, num_envs, num_blocks, rng)
+        from meg_gym.sionna_tdl import sample_tdl_gains
+
+        h = sample_tdl_gains(config, num_envs, num_blocks, rng)
     else:  # pragma: no cover - ChannelConfig validates fading
         raise ValueError(f"unknown fading model {fading!r}")
     return np.asarray(h, dtype=np.complex128) * math.sqrt(config.path_gain)
@@ -300,95 +301,6 @@ def observe_gains(config: ChannelConfig, h: Any, rng: np.random.Generator) -> np
     if config.csi_error_var == 0.0:
         return h.copy()
     return h + _complex_normal(rng, h.shape, config.csi_error_var)
-
-
-# ---- Sionna (optional) -----------------------------------------------------------------------------------------
-
-
-def _import_sionna() -> tuple[Any, Any, float]:
-    """Import torch and Sionna's TDL lazily; returns (torch, TDL class, speed of light).
-
-    Importing ``sionna.phy`` the first time builds Sionna's global configuration, which reseeds torch's global
-    random generators; their state is saved and restored around the import so that importing Sionna does not
-    change any other random stream of the program.
-    """
-    import sys
-
-    if "sionna.phy" not in sys.modules and importlib.util.find_spec("sionna") is None:
-        raise ImportError(
-            'fading="sionna-tdl" needs NVIDIA Sionna >= 2.0 (package sionna-no-rt), which is not installed. '
-            f"Install it with: {_SIONNA_INSTALL_HINT}"
-        )
-    import torch
-
-    cpu_state = torch.get_rng_state()
-    cuda_states = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
-    try:
-        import sionna
-        import sionna.phy
-        from sionna.phy import SPEED_OF_LIGHT
-        from sionna.phy.channel.tr38901 import TDL
-    except ImportError as exc:
-        raise ImportError(
-            f'fading="sionna-tdl" needs NVIDIA Sionna >= 2.0 (package sionna-no-rt), which failed to import: {exc}. '
-            f"Install it with: {_SIONNA_INSTALL_HINT}"
-        ) from exc
-    finally:
-        torch.set_rng_state(cpu_state)
-        if cuda_states is not None:
-            torch.cuda.set_rng_state_all(cuda_states)
-    version = getattr(sionna, "__version__", "0")
-    try:
-        major = int(str(version).split(".")[0])
-    except ValueError:
-        major = 0
-    if major < 2:
-        raise ImportError(
-            f'fading="sionna-tdl" needs Sionna >= 2.0 (PyTorch backend), found {version}. '
-            f"Install it with: {_SIONNA_INSTALL_HINT}"
-        )
-    return torch, TDL, float(SPEED_OF_LIGHT)
-
-
-@lru_cache(maxsize=1)
-def _seeded_tdl_class() -> tuple[Any, type, float]:
-    """Sionna's TDL with its random generator replaced by one passed in, so draws follow our seed only."""
-    torch, tdl, speed_of_light = _import_sionna()
-
-    class _SeededTDL(tdl):
-        # Sionna objects draw from ``self.torch_rng`` (by default the global generator of ``sionna.phy.config``).
-        def __init__(self, *args: Any, generator: Any, **kwargs: Any) -> None:
-            self._meg_generator = generator
-            super().__init__(*args, **kwargs)
-
-        @property
-        def torch_rng(self) -> Any:
-            return self._meg_generator
-
-    return torch, _SeededTDL, speed_of_light
-
-
-def _sample_sionna_tdl(config: ChannelConfig, num_envs: int, num_blocks: int, rng: np.random.Generator) -> np.ndarray:
-    torch, seeded_tdl, speed_of_light = _seeded_tdl_class()
-    generator = torch.Generator(device="cpu")
-    generator.manual_seed(int(rng.integers(0, 2**63 - 1)))
-    speed = config.doppler_hz * speed_of_light / config.sionna_carrier_hz
-    model = seeded_tdl(
-        config.sionna_model,
-        delay_spread=config.sionna_delay_spread_s,
-        carrier_frequency=config.sionna_carrier_hz,
-        min_speed=speed,
-        max_speed=speed,
-        precision="double",
-        device="cpu",
-        generator=generator,
-    )
-    with torch.no_grad():
-        # a: [batch, num_rx=1, num_rx_ant=1, num_tx=1, num_tx_ant=1, num_paths, num_time_steps]
-        a, _ = model(batch_size=num_envs, num_time_steps=num_blocks, sampling_frequency=1.0 / config.block_duration_s)
-        dc_response = a.sum(dim=5)[:, 0, 0, 0, 0, :]
-        total_power = float(model.mean_powers.sum())
-    return dc_response.cpu().numpy().astype(np.complex128) / math.sqrt(total_power)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -424,6 +336,99 @@ def transmit(symbols: Any, h: Any, power: Any, noise_power: Any, rng: np.random.
     shape = np.broadcast_shapes(s.shape, g.shape, n0.shape)
     noise = np.sqrt(n0 / 2.0) * (rng.standard_normal(shape) + 1j * rng.standard_normal(shape))
     return g * s + noise
+
+
+def unit_noise_each(rngs: Sequence[np.random.Generator], shape: tuple[int, ...]) -> np.ndarray:
+    """``re + 1j * im`` of shape ``(len(rngs), *shape)``: row ``e`` from ``rngs[e]``, real parts drawn first.
+
+    Each row is what :func:`transmit` draws from one Generator for symbols of ``shape`` (before scaling by
+    ``sqrt(N0 / 2)``), so a batch of environments reproduces each environment's single-env noise exactly.
+    """
+    noise = np.empty((len(rngs), *shape), dtype=np.complex128)
+    for e, rng in enumerate(rngs):
+        re = rng.standard_normal(shape)
+        noise[e] = re + 1j * rng.standard_normal(shape)
+    return noise
+
+
+def transmit_each(
+    symbols: Any, h: Any, power: Any, noise_power: float, rngs: Sequence[np.random.Generator]
+) -> np.ndarray:
+    """:func:`transmit` for a batch of environments, the noise of row ``e`` drawn from ``rngs[e]``.
+
+    Args:
+        symbols: ``(num_envs, symbols_per_block)`` unit-power symbols, one block per environment.
+        h, power: ``(num_envs,)`` gain and transmit power of that block.
+        noise_power: Noise power N0, shared.
+        rngs: One Generator per environment.
+
+    Returns:
+        ``(num_envs, symbols_per_block)`` received symbols, equal to calling :func:`transmit` row by row.
+    """
+    s = np.asarray(symbols, dtype=np.complex128)
+    g = np.sqrt(_per_block(power, "power")) * _per_block(h, "h", np.complex128)
+    return g * s + np.sqrt(noise_power / 2.0) * unit_noise_each(rngs, s.shape[1:])
+
+
+def transmit_interfering(symbols: Any, g: Any, noise_power: float, rngs: Sequence[np.random.Generator]) -> np.ndarray:
+    """Links that share a band: UE ``i`` receives ``y_i = sum_j g_ij s_j + n_i``, n ~ CN(0, N0).
+
+    Args:
+        symbols: ``(num_envs, N, symbols_per_block)``: what each of the N transmitters sends in this block.
+        g: ``(num_envs, N, N)`` complex amplitude from transmitter ``j`` at receiver ``i``
+            (``sqrt(power_j * large-scale gain_ij) * h_ij``).
+        noise_power: Noise power N0 at every receiver.
+        rngs: One Generator per environment; row ``e``'s noise, ``(N, symbols_per_block)``, comes from ``rngs[e]``.
+
+    Returns:
+        ``(num_envs, N, symbols_per_block)`` received symbols.
+    """
+    s = np.asarray(symbols, dtype=np.complex128)
+    return np.einsum("mij,mjs->mis", g, s) + np.sqrt(noise_power / 2.0) * unit_noise_each(rngs, s.shape[1:])
+
+
+def mmse_equalise_interfering(y: Any, g: Any, noise_power: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each receiver's linear MMSE estimate of its own transmitter's symbols, the interference taken as noise.
+
+    With ``g`` as in :func:`transmit_interfering`, receiver ``i`` estimates ``s_i`` as
+    ``conj(g_ii) y_i / (|g_ii|^2 + I_i + N0)``, ``I_i = sum_{j != i} |g_ij|^2``.
+
+    Returns:
+        (estimates ``(num_envs, N, symbols_per_block)``, SINR ``|g_ii|^2 / (I_i + N0)`` and interference power
+        ``I_i``, both ``(num_envs, N)``).
+    """
+    power = np.abs(g) ** 2
+    own_power = np.einsum("mii->mi", power)
+    others = ~np.eye(power.shape[-1], dtype=bool)
+    interference = (power * others).sum(axis=2)
+    den = own_power + interference + noise_power
+    estimates = np.conj(np.einsum("mii->mi", g))[..., None] * y / den[..., None]
+    return estimates, own_power / (interference + noise_power), interference
+
+
+def simulate_mmse_torch(symbols: Any, snr: Any, generator: Any = None) -> tuple[Any, Any]:
+    """The MMSE-equalised channel in torch, for training the seed codec and for sweeps over SNR.
+
+    After MMSE equalisation the estimate depends on the channel only through the receive SNR (the noise is
+    circularly symmetric), so a real positive gain ``sqrt(snr)`` is exact for any complex ``h``.
+
+    Args:
+        symbols: Complex unit-power symbols, a tensor (B, n).
+        snr: Linear receive SNR per symbol, broadcastable to (B, n), >= 0.
+        generator: The ``torch.Generator`` the noise comes from (None: torch's global one).
+
+    Returns:
+        (MMSE estimates, reliability ``snr / (1 + snr)``), both (B, n); the first complex, the second real.
+    """
+    import torch
+
+    snr = torch.as_tensor(snr, dtype=torch.float32).expand(symbols.shape)
+    noise = torch.complex(
+        torch.randn(symbols.shape, generator=generator), torch.randn(symbols.shape, generator=generator)
+    ) * math.sqrt(0.5)
+    gain = snr.sqrt()
+    received = gain * symbols + noise
+    return gain / (snr + 1.0) * received, snr / (1.0 + snr)
 
 
 def mmse_equalise(y: Any, h: Any, power: Any, noise_power: Any) -> np.ndarray:
@@ -482,161 +487,3 @@ def outage_probability_rayleigh(threshold_snr: Any, mean_snr: Any) -> np.ndarray
 def shannon_capacity(snr: Any) -> np.ndarray:
     """Shannon capacity log2(1 + SNR) in bit/s/Hz of an AWGN channel at linear SNR ``snr`` (Goldsmith 2005, Ch. 4)."""
     return np.log1p(np.asarray(snr, dtype=np.float64)) / math.log(2.0)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Energy accounting
-# ----------------------------------------------------------------------------------------------------------------
-
-
-def _block_duration(symbols_in_block: Any, symbol_duration: Any) -> np.ndarray:
-    """Validated ``symbols_in_block * symbol_duration`` (seconds of transmission per block), as floats."""
-    n = np.asarray(symbols_in_block)
-    if n.dtype == bool or not np.issubdtype(n.dtype, np.integer) or np.any(n < 0):
-        raise ValueError(f"symbols_in_block must be a non-negative integer, got {symbols_in_block!r}")
-    t = np.asarray(symbol_duration, dtype=np.float64)
-    if not np.all(np.isfinite(t)) or np.any(t <= 0):
-        raise ValueError(f"symbol_duration must be a finite number > 0, got {symbol_duration!r}")
-    return n.astype(np.float64) * t
-
-
-def block_energy(power: Any, symbols_in_block: Any, symbol_duration: Any) -> np.ndarray:
-    """Energy spent by one block: ``power * (symbols_in_block * symbol_duration)``.
-
-    Always computed in this order, so the spend that :func:`clip_to_budget` checks is the spend callers record.
-    All arguments broadcast together (one value per environment, or shared).
-    """
-    return np.asarray(power, dtype=np.float64) * _block_duration(symbols_in_block, symbol_duration)
-
-
-def _requested(requested_power: Any) -> np.ndarray:
-    p = np.asarray(requested_power, dtype=np.float64)
-    if np.any(np.isnan(p)):
-        raise ValueError("requested_power contains NaN")
-    return np.maximum(p, 0.0)
-
-
-def _shrink_until(applied: np.ndarray, violates: Any, max_steps: int = 16) -> np.ndarray:
-    """Step ``applied`` down one float at a time where ``violates(applied)``; fall back to 0 if still violating."""
-    for _ in range(max_steps):
-        bad = violates(applied)
-        if not np.any(bad):
-            return applied
-        applied = np.where(bad, np.nextafter(applied, 0.0), applied)
-    return np.where(violates(applied), 0.0, applied)
-
-
-def clip_to_budget(requested_power: Any, energy_left: Any, symbols_in_block: Any, symbol_duration: Any) -> np.ndarray:
-    """The power actually applied to a block: as close to ``requested_power`` as the energy left allows.
-
-    Vectorised over environments: all arguments broadcast together. The result satisfies, elementwise and in
-    floating point, ``0 <= applied <= max(requested, 0)`` and
-    ``block_energy(applied, symbols_in_block, symbol_duration) <= energy_left``, so
-    ``energy_left - block_energy(...)`` is never negative. Negative requests give 0, ``+inf`` gives all that
-    is left; NaN raises ``ValueError``. A block of zero symbols transmits nothing: its applied power is 0.
-    """
-    duration = _block_duration(symbols_in_block, symbol_duration)
-    left = np.asarray(energy_left, dtype=np.float64)
-    if np.any(np.isnan(left)) or np.any(left < 0):
-        raise ValueError(f"energy_left must be >= 0, got {energy_left!r}")
-    req = _requested(requested_power)
-    active = duration > 0
-    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-        cap = left / np.where(active, duration, 1.0)
-    applied = np.where(active, np.minimum(req, np.minimum(cap, np.finfo(np.float64).max)), 0.0)
-
-    def violates(p: np.ndarray) -> np.ndarray:
-        with np.errstate(over="ignore", invalid="ignore"):
-            return p * duration > left
-
-    return _shrink_until(np.asarray(applied, dtype=np.float64), violates)
-
-
-def _sum_rounded_up(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """fl(a + b), moved up one float wherever rounding went below the exact sum (Knuth's TwoSum error term)."""
-    s = a + b
-    b_virtual = s - a
-    a_virtual = s - b_virtual
-    err = (a - a_virtual) + (b - b_virtual)
-    return np.where(err > 0, np.nextafter(s, np.inf), s)
-
-
-class EnergyBudget:
-    """Per-episode energy accounting for a batch of environments; never lets spending exceed the budget.
-
-    ``spent`` is kept as an upper bound of the exact sum of the block energies recorded so far (each addition
-    is rounded up when floating-point rounding would have lost energy), and every block is clipped so that
-    ``spent <= budget`` afterwards. Hence the exact total of the energies returned by :meth:`spend` never
-    exceeds ``budget``, and :attr:`remaining` is never negative.
-
-    Args:
-        budget: Energy budget per environment (scalar or shape ``(num_envs,)``), finite and >= 0.
-        symbols_in_block: Default number of symbols per block (may be overridden per call).
-        symbol_duration: Symbol duration T_s in seconds (> 0), shared or one per environment.
-        num_envs: Number of environments when ``budget`` is a scalar (default 1, giving shape ``(1,)``).
-    """
-
-    def __init__(self, budget: Any, symbols_in_block: int, symbol_duration: Any, num_envs: int | None = None):
-        _block_duration(symbols_in_block, symbol_duration)
-        budget = np.asarray(budget, dtype=np.float64)
-        if budget.ndim == 0:
-            budget = np.full(1 if num_envs is None else _check_count("num_envs", num_envs), float(budget))
-        if budget.ndim != 1 or not np.all(np.isfinite(budget)) or np.any(budget < 0):
-            raise ValueError("budget must be finite and >= 0, a scalar or a 1-D array (one entry per environment)")
-        if num_envs is not None and budget.shape[0] != num_envs:
-            raise ValueError(f"budget has {budget.shape[0]} entries but num_envs={num_envs}")
-        self.budget = budget
-        self.symbols_in_block = int(symbols_in_block)
-        self.symbol_duration = (
-            float(symbol_duration) if np.ndim(symbol_duration) == 0 else np.asarray(symbol_duration, dtype=np.float64)
-        )
-        self.spent = np.zeros_like(budget)
-
-    @property
-    def num_envs(self) -> int:
-        return int(self.budget.shape[0])
-
-    @property
-    def remaining(self) -> np.ndarray:
-        """Energy left per environment, >= 0."""
-        return np.maximum(self.budget - self.spent, 0.0)
-
-    def reset(self, mask: Any = None, budget: Any = None) -> None:
-        """Start new episodes: zero ``spent`` (where ``mask`` is true, or everywhere), optionally with a new budget."""
-        sel = np.ones(self.num_envs, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
-        if budget is not None:
-            new = np.broadcast_to(np.asarray(budget, dtype=np.float64), self.budget.shape)
-            if not np.all(np.isfinite(new[sel])) or np.any(new[sel] < 0):
-                raise ValueError("budget must be finite and >= 0")
-            self.budget = np.where(sel, new, self.budget)
-        self.spent = np.where(sel, 0.0, self.spent)
-
-    def spend(self, requested_power: Any, symbols_in_block: int | None = None, mask: Any = None) -> np.ndarray:
-        """Clip the requested powers to the budget, record the energy spent and return the applied powers.
-
-        Args:
-            requested_power: Power requested per environment (scalar or shape ``(num_envs,)``).
-            symbols_in_block: Symbols in this block if it differs from the default (e.g. a shorter last block).
-            mask: Optional boolean per environment; environments outside it transmit nothing (applied 0).
-
-        Returns:
-            Applied power per environment, shape ``(num_envs,)``, with ``0 <= applied <= max(requested, 0)``.
-        """
-        n = self.symbols_in_block if symbols_in_block is None else symbols_in_block
-        req = np.broadcast_to(_requested(requested_power), self.budget.shape)
-        if mask is not None:
-            req = np.where(np.asarray(mask, dtype=bool), req, 0.0)
-        applied = clip_to_budget(req, self.remaining, n, self.symbol_duration)
-
-        def violates(p: np.ndarray) -> np.ndarray:
-            return _sum_rounded_up(self.spent, block_energy(p, n, self.symbol_duration)) > self.budget
-
-        applied = _shrink_until(applied, violates)
-        self.spent = _sum_rounded_up(self.spent, block_energy(applied, n, self.symbol_duration))
-        return applied
-
-    def __repr__(self) -> str:
-        return (
-            f"EnergyBudget(num_envs={self.num_envs}, symbols_in_block={self.symbols_in_block}, "
-            f"symbol_duration={self.symbol_duration!r})"
-        )

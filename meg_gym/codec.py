@@ -40,6 +40,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 from meg_gym import ASSETS_DIR
+from meg_gym.channel import simulate_mmse_torch
 
 __all__ = [
     "CODEC_DIR",
@@ -55,7 +56,8 @@ __all__ = [
     "image_bits",
     "load_codec",
     "reliability",
-    "simulate_channel",
+    "check_blocks",
+    "symbol_snr",
     "to_blocks",
 ]
 
@@ -88,7 +90,8 @@ def codec_folder(ratio: Any, root: Path | str = CODEC_DIR) -> Path:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _check_blocks(num_symbols: int, num_blocks: int) -> None:
+def check_blocks(num_symbols: int, num_blocks: int) -> None:
+    """Raise ValueError (listing the valid counts) unless ``num_symbols`` split evenly into ``num_blocks`` blocks."""
     if num_blocks < 1 or num_symbols % num_blocks:
         divisors = [k for k in range(1, num_symbols + 1) if num_symbols % k == 0]
         raise ValueError(
@@ -100,7 +103,7 @@ def _check_blocks(num_symbols: int, num_blocks: int) -> None:
 def to_blocks(symbols: Any, num_blocks: int) -> Any:
     """(..., n) -> (..., K, n / K): symbol ``i`` goes to block ``i % K`` (works on numpy arrays and tensors)."""
     n = symbols.shape[-1]
-    _check_blocks(n, num_blocks)
+    check_blocks(n, num_blocks)
     out = symbols.reshape(*symbols.shape[:-1], n // num_blocks, num_blocks)
     return out.swapaxes(-1, -2) if isinstance(out, np.ndarray) else out.transpose(-1, -2)
 
@@ -114,28 +117,6 @@ def from_blocks(blocks: Any) -> Any:
 def reliability(snr: Any) -> Any:
     """snr / (1 + snr): the share of an MMSE estimate's power that is signal; 0 for a block sent with no power."""
     return snr / (1.0 + snr)
-
-
-def simulate_channel(symbols: torch.Tensor, snr: torch.Tensor, generator: torch.Generator | None = None):
-    """Torch AWGN/fading channel with MMSE equalisation, for training and sweeps.
-
-    After MMSE equalisation the estimate depends on the channel only through the receive SNR (the noise is
-    circularly symmetric), so a real positive gain ``sqrt(snr)`` is exact for any complex ``h``.
-
-    Args:
-        symbols: Complex unit-power symbols, (B, n).
-        snr: Linear receive SNR per symbol, broadcastable to (B, n), >= 0.
-
-    Returns:
-        (MMSE estimates, reliability), both of shape (B, n); the first complex, the second real.
-    """
-    snr = torch.as_tensor(snr, dtype=torch.float32).expand(symbols.shape)
-    noise = torch.complex(
-        torch.randn(symbols.shape, generator=generator), torch.randn(symbols.shape, generator=generator)
-    ) * math.sqrt(0.5)
-    gain = snr.sqrt()
-    received = gain * symbols + noise
-    return gain / (snr + 1.0) * received, reliability(snr)
 
 
 def _normalise_power(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -248,9 +229,9 @@ class SeedCodec(ModelMixin, ConfigMixin):
         return self.decoder(torch.cat([reals, rel], dim=1))
 
     def forward(self, latents: torch.Tensor, snr: torch.Tensor, generator: torch.Generator | None = None):
-        """Encode, send through :func:`simulate_channel` at the given per-symbol SNR, decode (for training)."""
+        """Encode, send through :func:`meg_gym.channel.simulate_mmse_torch` at the given per-symbol SNR, decode (for training)."""
         symbols, _ = self.encode(latents)
-        received, rel = simulate_channel(symbols, snr, generator)
+        received, rel = simulate_mmse_torch(symbols, snr, generator)
         return self.decode(received, rel)
 
 
@@ -332,12 +313,13 @@ def centralised_analogue(images: torch.Tensor, block_snr: Any, generator: torch.
     """
     flat, scale = _normalise_power(images.float())
     symbols = _reals_to_complex(flat)
-    snr = _symbol_snr(block_snr, symbols.shape[1])
-    received, _ = simulate_channel(symbols, snr, generator)
+    snr = symbol_snr(block_snr, symbols.shape[1])
+    received, _ = simulate_mmse_torch(symbols, snr, generator)
     return (_complex_to_reals(received) / scale[:, None]).view(images.shape).clamp(-1, 1)
 
 
-def _symbol_snr(block_snr: Any, num_symbols: int) -> torch.Tensor:
+def symbol_snr(block_snr: Any, num_symbols: int) -> torch.Tensor:
+    """Per-symbol SNR (B, n) from one SNR per image (B,) or per fading block (B, K), interleaved like the seed."""
     snr = torch.as_tensor(np.asarray(block_snr, dtype=np.float32))
     if snr.ndim == 1:
         return snr[:, None].expand(-1, num_symbols)

@@ -2,7 +2,8 @@
 
 ``gym.make("MEG-PowerControl-v0", **kwargs)`` maps every keyword onto a field of :class:`PowerControlConfig`
 (the channel's fields included, flat: ``gym.make(..., fading="rician", rician_k=5)``) and rejects unknown
-names with the list of valid ones. Only numpy is imported here, so reading a config is cheap.
+names with the list of valid ones. Neither torch nor the model libraries are imported here, so reading a config
+is cheap.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from numbers import Integral, Real
 from typing import Any
 
 from meg_gym.channel import ChannelConfig
+from meg_gym.link.rewards import INFO_METRICS, REWARDS
 
 __all__ = ["REWARD_METRICS", "SCHEMES", "PowerControlConfig", "config_from_kwargs"]
 
-REWARD_METRICS = ("psnr", "ssim", "ms-ssim", "latent-mse")
+REWARD_METRICS = tuple(REWARDS)
 SCHEMES = ("seed", "raw-latent")
 SPLITS = ("train", "test", "all")
 # kept here (not imported from codec) so that reading a config does not import torch
@@ -47,6 +49,9 @@ class PowerControlConfig(ChannelConfig):
         symbol_duration_s: Duration of one channel symbol in seconds (energy = power * symbols * duration).
         reward: Image-quality reward given at the last block: "psnr" (dB), "ssim", "ms-ssim", or
             "latent-mse" (the negative mean squared error of the UE's final latent against the clean latent).
+        info_metrics: The quality metrics the final info reports, from "psnr", "ssim", "ms_ssim" and
+            "latent_mse"; None (default) is psnr, ssim and latent_mse. The reward's own metric is always computed.
+            Only what is named is computed: with ``reward="latent-mse", info_metrics=()`` no image is decoded.
     """
 
     cache_dir: str | None = None
@@ -60,6 +65,7 @@ class PowerControlConfig(ChannelConfig):
     budget_fraction: float = 0.05
     symbol_duration_s: float = 1e-6
     reward: str = "psnr"
+    info_metrics: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -87,6 +93,14 @@ class PowerControlConfig(ChannelConfig):
                 f"PowerControlConfig.compression_ratio must be one of {allowed}, got {self.compression_ratio!r}"
             )
         object.__setattr__(self, "compression_ratio", float(ratio))
+        if self.info_metrics is not None:
+            names = self.info_metrics
+            if isinstance(names, str) or not all(isinstance(n, str) for n in names) or set(names) - set(INFO_METRICS):
+                raise ValueError(
+                    f"PowerControlConfig.info_metrics must be None or a list of names from {list(INFO_METRICS)}, "
+                    f"got {names!r}"
+                )
+            object.__setattr__(self, "info_metrics", tuple(dict.fromkeys(names)))
 
     @property
     def channel(self) -> ChannelConfig:

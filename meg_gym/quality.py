@@ -26,6 +26,7 @@ __all__ = [
     "MS_SSIM_MIN_SIZE",
     "MsSsimConfig",
     "attribute_accuracy",
+    "extract_features",
     "frechet_distance",
     "frechet_distance_from_images",
     "frechet_distance_from_stats",
@@ -258,7 +259,10 @@ def frechet_distance(features_a: ArrayLike, features_b: ArrayLike) -> float:
 
 
 @torch.no_grad()
-def _extract(images: torch.Tensor, extractor: Callable[[torch.Tensor], torch.Tensor], batch_size: int) -> np.ndarray:
+def extract_features(
+    images: torch.Tensor, extractor: Callable[[torch.Tensor], torch.Tensor], batch_size: int
+) -> np.ndarray:
+    """(N, D) float64 features of ``images``, computed ``batch_size`` at a time with ``extractor``."""
     parts = []
     for start in range(0, len(images), batch_size):
         out = extractor(images[start : start + batch_size])
@@ -286,7 +290,8 @@ def frechet_distance_from_images(
         batch_size: images per extractor call.
     """
     return frechet_distance(
-        _extract(images_a, feature_extractor, batch_size), _extract(images_b, feature_extractor, batch_size)
+        extract_features(images_a, feature_extractor, batch_size),
+        extract_features(images_b, feature_extractor, batch_size),
     )
 
 

@@ -34,9 +34,10 @@ import tyro
 import meg_gym  # noqa: F401
 from meg_gym import evaluation, quality
 from meg_gym.cache import LEGACY_DEFAULT_CACHE, cache_fingerprint
+from meg_gym.channel import simulate_mmse_torch
 from meg_gym.config import PowerControlConfig
-from meg_gym.envs.power_control import _pipeline_for
 from meg_gym.generation.imaging import decode_latents
+from meg_gym.link import receiver_for
 
 ENV_ID = "MEG-PowerControl-v0"
 
@@ -103,7 +104,7 @@ def env_rate(env, num_envs: int, args: Args, vector: bool) -> float:
 
 def vector_rates(args: Args) -> dict:
     # steady state: an env decodes each prompt's reference image once, on first use; do that for all now
-    _pipeline_for(PowerControlConfig()).decode_all_references()
+    receiver_for(PowerControlConfig()).decode_all_references()
     out = {"single": env_rate(gym.make(ENV_ID), 1, args, vector=False), "sync": {}, "native": {}}
     print(f"single env: {out['single']:,.0f} steps/s", flush=True)
     for n in args.sizes:
@@ -119,15 +120,14 @@ def vector_rates(args: Args) -> dict:
 
 def compute_floor(num_envs: int, args: Args) -> dict:
     """Steps per second if the env did nothing but its unavoidable batched work: decode, VAE, metrics."""
-    from meg_gym import codec as codec_lib
 
     config = PowerControlConfig()
-    pipe = _pipeline_for(config)
+    pipe = receiver_for(config)
     rng = np.random.default_rng(0)
     idx = rng.integers(len(pipe.rows), size=num_envs)
     refs = pipe.references(idx)  # the env memoises these too
     symbols = torch.from_numpy(pipe.symbols[idx]).to(torch.complex64)
-    received, rel = codec_lib.simulate_channel(symbols, torch.full(symbols.shape, 0.5))
+    received, rel = simulate_mmse_torch(symbols, torch.full(symbols.shape, 0.5))
     side, target = pipe.side[idx], quality.to_unit(refs)
     zeros = torch.zeros(num_envs, *pipe.cache.latent_shape)
 
@@ -162,7 +162,7 @@ def cached_vs_live(args: Args, cached_steps_per_s: float) -> dict:
     from meg_gym.generation.split_pipeline import SplitPipeline
 
     config = PowerControlConfig()
-    pipe = _pipeline_for(config)
+    pipe = receiver_for(config)
     settings = pipe.cache.settings
     split = SplitPipeline.from_pretrained(
         None, num_inference_steps=int(settings["num_inference_steps"]), guidance_scale=float(settings["guidance_scale"])

@@ -13,21 +13,20 @@ from __future__ import annotations
 
 import json
 import platform
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 import tyro
 
-from meg_gym import quality
+from meg_gym import evaluation, quality
 from meg_gym.cache import LatentCache, cache_fingerprint
 from meg_gym.generation import embedded, shapes
 from meg_gym.generation.classifier import load_classifier
-from meg_gym.generation.imaging import decode_latents, to_tensor
+from meg_gym.generation.imaging import to_tensor
+from meg_gym.generation.measures import decode_speed, error_breakdown, faithfulness, live_images, summary
 from meg_gym.generation.split_pipeline import SplitPipeline
 
 
@@ -44,84 +43,6 @@ class Args:
     output: Path = Path("docs/generation.md")
 
 
-def git_commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def decode_speed(vae, batch: int = 64, repeats: int = 20) -> float:
-    """ms per image for the UE's decode of a batch of latents, as the environments run it (decode_latents)."""
-    latents = torch.randn(batch, 4, 8, 8)
-    with torch.inference_mode():
-        for _ in range(3):
-            decode_latents(vae, latents)
-        start = time.perf_counter()
-        for _ in range(repeats):
-            decode_latents(vae, latents)
-    return (time.perf_counter() - start) / repeats / batch * 1000
-
-
-LIVE_SEED = 10**6
-"""live generation of test prompt i starts from the noise of seed LIVE_SEED + i"""
-
-
-def live_images(sampler: SplitPipeline, scenes) -> torch.Tensor:
-    """Images generated live for ``scenes``' captions, 100 prompts at a time."""
-    seeds = [LIVE_SEED + i for i in range(len(scenes))]
-    return sampler.generate([s.caption for s in scenes], seeds, batch_size=100)
-
-
-def summary(acc: dict) -> dict:
-    return {k: acc[k] for k in ("shape_colour", "shape", "colour", "size", "one_object", "multi_object")}
-
-
-def faithfulness(images: torch.Tensor, scenes, classifier) -> dict:
-    return summary(quality.prompt_faithfulness(images, scenes, classifier))
-
-
-def error_breakdown(predictions: dict, scenes) -> dict:
-    """Accuracy by object count, and how often a wrong shape or colour is one the prompt gave another object.
-
-    A model that draws every object of the prompt but binds attributes to the wrong positions shows high
-    presence with most wrong attributes borrowed from the other objects (the attribute-binding failure).
-    ``predictions`` are ``ShapesClassifier.predict``'s class indices per head and cell.
-    """
-    pred = {k: np.asarray(v) for k, v in predictions.items()}
-    target = shapes.attribute_targets(list(scenes))
-    counts = np.array([len(s.objects) for s in scenes])
-    found = pred["present"] == 1
-    right_shape, right_colour = found & (pred["shape"] == target["shape"]), found & (pred["colour"] == target["colour"])
-    by_count = {}
-    for n in range(1, shapes.MAX_OBJECTS + 1):
-        mask = (target["present"] == 1) & (counts == n)[:, None]
-        if mask.any():
-            by_count[str(n)] = {"objects": int(mask.sum()), "present": float(found[mask].mean()),
-                                "shape": float(right_shape[mask].mean()), "colour": float(right_colour[mask].mean()),
-                                "shape_colour": float((right_shape & right_colour)[mask].mean())}  # fmt: skip
-    borrowed = {"shape": [0, 0], "colour": [0, 0]}  # [wrong, of which another object's]
-    for i, scene in enumerate(scenes):
-        if len(scene.objects) < 2:
-            continue
-        for obj in scene.objects:
-            if not found[i, obj.cell]:
-                continue
-            for head, names, value in (
-                ("shape", shapes.SHAPES, obj.shape),
-                ("colour", shapes.COLOUR_NAMES, obj.colour),
-            ):
-                guess = pred[head][i, obj.cell]
-                if guess != names.index(value):
-                    others = {names.index(getattr(o, head)) for o in scene.objects if o is not obj}
-                    borrowed[head][0] += 1
-                    borrowed[head][1] += int(guess in others)
-    return {"by_object_count": by_count,
-            "wrong_from_another_object": {k: (b / w if w else float("nan")) for k, (w, b) in borrowed.items()}}  # fmt: skip
-
-
 def main(args: Args) -> None:
     if args.quick:
         args.num_test, args.live_prompts = 200, 100
@@ -132,7 +53,7 @@ def main(args: Args) -> None:
     vae = pipe.pipe.vae
     classifier = load_classifier()
     report: dict = {"machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads",
-                    "commit": git_commit(), "command": "python " + " ".join(sys.argv),
+                    "commit": evaluation.git_commit(), "command": "python " + " ".join(sys.argv),
                     "cache_sha256": cache_fingerprint()}  # fmt: skip
 
     with torch.no_grad():

@@ -113,10 +113,10 @@ def symbol_counts(reference_png_bits: np.ndarray, rate: float) -> list[dict]:
 
 
 def reference_png_bits(count: int) -> np.ndarray:
-    from meg_gym.envs.power_control import _pipeline_for
     from meg_gym.generation.imaging import to_uint8
+    from meg_gym.link import receiver_for
 
-    pipe = _pipeline_for(PowerControlConfig(split="test"))
+    pipe = receiver_for(PowerControlConfig(split="test"))
     images = pipe.references(np.arange(min(count, len(pipe.rows))))
     return codec_lib.image_bits(to_uint8(images), compress=True)
 

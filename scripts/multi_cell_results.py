@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import platform
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,11 +18,8 @@ from pathlib import Path
 import numpy as np
 import tyro
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import baseline_sweep  # noqa: E402
-
-from meg_gym import evaluation  # noqa: E402
-from meg_gym.cache import cache_fingerprint  # noqa: E402
+from meg_gym import baseline_runs, evaluation
+from meg_gym.cache import cache_fingerprint
 
 FIXED = {
     "static": ["--policy", "static"],
@@ -48,10 +44,10 @@ class Args:
 def steps_per_second(seconds: float) -> dict[str, float]:
     """Environment steps per second with random actions: the PettingZoo env, and the batched env of 64."""
     from meg_gym.envs.multi_cell import MultiCellConfig, MultiCellVectorEnv, parallel_env
-    from meg_gym.envs.power_control import _pipeline_for
+    from meg_gym.link import receiver_for
 
     # steady state: every prompt's reference image decoded once (an env does that on first use)
-    _pipeline_for(MultiCellConfig(split="train").link_config).decode_all_references()
+    receiver_for(MultiCellConfig(split="train").link_config).decode_all_references()
     rng = np.random.default_rng(0)
     env = parallel_env()
     env.reset(seed=0)
@@ -81,11 +77,11 @@ def main(args: Args) -> None:
     results: dict[str, list[dict]] = {}
     wall = []
     for name, extra in FIXED.items():
-        data, _ = baseline_sweep.run("multi_cell_policies.py", f"multicell__{name}", extra + evals)
+        data, _ = baseline_runs.run("multi_cell_policies.py", f"multicell__{name}", extra + evals)
         results[name] = [data]
     for seed in args.seeds:
         extra = ["--seed", str(seed), "--total-timesteps", str(args.ippo_steps), *evals]
-        data, train_s = baseline_sweep.run("ippo_multi_cell.py", f"multicell__ippo__{seed}", extra)
+        data, train_s = baseline_runs.run("ippo_multi_cell.py", f"multicell__ippo__{seed}", extra)
         results.setdefault("ippo", []).append(data)
         wall.append(train_s / args.ippo_steps * 100_000)
     speed = steps_per_second(args.speed_seconds)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import math
 import platform
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,17 +31,13 @@ import numpy as np
 import torch
 import tyro
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import baseline_sweep  # noqa: E402
-import leaderboard  # noqa: E402
-
-from meg_gym import codec as codec_lib  # noqa: E402
-from meg_gym import evaluation, quality  # noqa: E402
-from meg_gym.cache import LEGACY_DEFAULT_CACHE, cache_fingerprint  # noqa: E402
-from meg_gym.channel import ChannelConfig, db_to_linear, sample_block_gains  # noqa: E402
-from meg_gym.config import PowerControlConfig  # noqa: E402
-from meg_gym.envs.power_control import _pipeline_for  # noqa: E402
-from meg_gym.generation.classifier import load_classifier  # noqa: E402
+from meg_gym import baseline_runs, evaluation, leaderboard, quality
+from meg_gym import codec as codec_lib
+from meg_gym.cache import LEGACY_DEFAULT_CACHE, cache_fingerprint
+from meg_gym.channel import ChannelConfig, db_to_linear, sample_block_gains, simulate_mmse_torch
+from meg_gym.config import PowerControlConfig
+from meg_gym.generation.classifier import load_classifier
+from meg_gym.link import receiver_for  # noqa: E402
 
 DESIGN_SNR_DB = 10.0  # the digital scheme's rate is the capacity at this SNR (the default peak SNR)
 
@@ -84,7 +79,7 @@ class Args:
 def figure_a(prompts: int) -> dict:
     from meg_gym.generation.imaging import to_uint8
 
-    pipe = _pipeline_for(PowerControlConfig(split="test"))
+    pipe = receiver_for(PowerControlConfig(split="test"))
     refs = pipe.references(np.arange(min(prompts, len(pipe.rows))))
     rate = math.log2(1 + db_to_linear(DESIGN_SNR_DB))
     reals = int(np.prod(refs.shape[1:]))
@@ -132,9 +127,9 @@ def block_snrs(fading: str, snr_db: float, count: int, num_blocks: int, rng: np.
 def send_scheme(pipe, idx: np.ndarray, snr: np.ndarray, generator: torch.Generator) -> torch.Tensor:
     """Images the UE decodes from the seed (or raw latent) sent at per-block SNR ``snr`` (B, K)."""
     symbols = torch.from_numpy(pipe.symbols[idx]).to(torch.complex64)
-    per_symbol = codec_lib._symbol_snr(snr, symbols.shape[1])
+    per_symbol = codec_lib.symbol_snr(snr, symbols.shape[1])
     with torch.no_grad():
-        received, rel = codec_lib.simulate_channel(symbols, per_symbol, generator)
+        received, rel = simulate_mmse_torch(symbols, per_symbol, generator)
         latents = pipe.scheme.decode(received, rel, pipe.side[idx])
     return pipe.decode_images(latents)
 
@@ -144,11 +139,11 @@ def figure_b(args: Args) -> dict:
     schemes = {"raw latent": PowerControlConfig(split="test", scheme="raw-latent")}
     for ratio in codec_lib.COMPRESSION_RATIOS:
         schemes[f"seed {ratio}"] = PowerControlConfig(split="test", compression_ratio=float(ratio))
-    pipes = {name: _pipeline_for(config) for name, config in schemes.items()}
+    pipes = {name: receiver_for(config) for name, config in schemes.items()}
     reference_pipe = next(iter(pipes.values()))
     idx = np.arange(min(args.prompts, len(reference_pipe.rows)))
     refs = reference_pipe.references(idx)
-    ref_features = quality._extract(refs, classifier.features, 256)
+    ref_features = quality.extract_features(refs, classifier.features, 256)
     rate = math.log2(1 + db_to_linear(DESIGN_SNR_DB))
     out: dict = {}
     for fading in ("awgn", "rayleigh"):
@@ -166,7 +161,7 @@ def figure_b(args: Args) -> dict:
                 point["snr_db"].append(snr_db)
                 point["psnr"].append(float(psnr.mean()))
                 point["psnr_per_image"].append(psnr.round(4).tolist())
-                features = quality._extract(img, classifier.features, 256)
+                features = quality.extract_features(img, classifier.features, 256)
                 point["frechet"].append(quality.frechet_distance(features, ref_features))
             out[fading]["centralised digital"].setdefault("outage", []).append(float(outage.mean()))
             print(
@@ -252,7 +247,7 @@ def figure_c(args: Args) -> dict:
     out: dict = {"budgets": list(args.budgets), "policies": {}, "timesteps": {"ppo": args.ppo_steps,
                  "ddpg": args.ddpg_steps}}  # fmt: skip
     for budget in args.budgets:
-        sweep = baseline_sweep.Args(
+        sweep = baseline_runs.Args(
             seeds=list(args.seeds),
             learners=["ppo", "ddpg"],
             timesteps={"ppo": args.ppo_steps, "ddpg": args.ddpg_steps},
@@ -261,7 +256,7 @@ def figure_c(args: Args) -> dict:
             prefix=f"budget-{budget:g}" + ("-quick" if args.quick else ""),
             write=False,
         )
-        results, _ = baseline_sweep.collect(sweep)
+        results, _ = baseline_runs.collect(sweep)
         static = np.asarray(results["static"][0]["psnr"]["per_episode"])
         scores = {name: np.array([[d["psnr"]["mean"]] for d in runs]) for name, runs in results.items()}
         estimates = leaderboard.interval_estimates(scores, reps=2000, seed=0)

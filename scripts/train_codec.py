@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from meg_gym import codec as codec_lib
 from meg_gym.cache import LatentCache
+from meg_gym.channel import simulate_mmse_torch
 from meg_gym.generation import embedded, shapes
 from meg_gym.generation.imaging import to_tensor
 
@@ -99,7 +100,7 @@ def sample_snr(batch: int, num_symbols: int, args: Args, rng: np.random.Generato
 def latent_mse_at(model, latents: torch.Tensor, snr_db: float, seed: int) -> float:
     gen = torch.Generator().manual_seed(seed)
     symbols, side = model.encode(latents)
-    received, rel = codec_lib.simulate_channel(symbols, torch.tensor(10 ** (snr_db / 10)), gen)
+    received, rel = simulate_mmse_torch(symbols, torch.tensor(10 ** (snr_db / 10)), gen)
     return F.mse_loss(model.decode(received, rel, side), latents).item()
 
 
@@ -115,7 +116,7 @@ def train_ratio(ratio, args: Args, train: torch.Tensor, test: torch.Tensor) -> d
     )
     if model.compression_ratio != r:
         raise ValueError(f"ratio {r} needs a whole number of seed channels for {c} latent channels")
-    codec_lib._check_blocks(model.num_symbols, args.num_blocks)
+    codec_lib.check_blocks(model.num_symbols, args.num_blocks)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(s, args.steps) / args.steps))

@@ -15,7 +15,6 @@ import copy
 import json
 import math
 import re
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,9 +23,7 @@ import torch
 import tyro
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # evaluate_generation, for the live faithfulness
-
-from meg_gym.generation import embedded, shapes  # noqa: E402
+from meg_gym.generation import embedded, measures, shapes
 from meg_gym.generation.imaging import to_tensor
 
 
@@ -122,18 +119,16 @@ def grow_unet(init_folder: Path, config: dict):
 def faithfulness(pipe, unet, prompts: int) -> dict:
     """Prompt faithfulness of images generated live with ``unet`` for the first test prompts, as
     scripts/evaluate_generation.py measures it (same noise seeds, default sampler)."""
-    import evaluate_generation
-
     from meg_gym.generation.classifier import load_classifier
     from meg_gym.generation.split_pipeline import SplitPipeline
 
     scenes = shapes.sample_scenes("test", prompts)
     previous, pipe.unet = pipe.unet, unet.eval()
     try:
-        images = evaluate_generation.live_images(SplitPipeline(pipe), scenes)
+        images = measures.live_images(SplitPipeline(pipe), scenes)
     finally:
         pipe.unet = previous
-    acc = evaluate_generation.faithfulness(images, scenes, load_classifier())
+    acc = measures.faithfulness(images, scenes, load_classifier())
     return {k: acc[k] for k in ("one_object", "multi_object", "shape_colour")}
 
 

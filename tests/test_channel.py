@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from scipy import special, stats
 
 from meg_gym import channel as ch
+from meg_gym import energy, sionna_tdl
 from meg_gym.channel import ChannelConfig
 
 NUMPY_MODELS = ("rayleigh", "rician", "nakagami", "gauss-markov", "awgn")
@@ -284,8 +285,8 @@ def test_naive_clipping_would_overspend_but_clip_to_budget_does_not():
     naive = (left / (n * t)) * (n * t)
     hazard = naive > left
     assert np.count_nonzero(hazard) > 100  # the hazard is real
-    p = ch.clip_to_budget(np.inf, left, n, t)  # vectorised over all 20k "environments"
-    e = ch.block_energy(p, n, t)
+    p = energy.clip_to_budget(np.inf, left, n, t)  # vectorised over all 20k "environments"
+    e = energy.block_energy(p, n, t)
     assert np.all(e <= left)
     assert np.all(left - e >= 0.0)
     assert np.all(e >= left * (1 - 1e-12))  # and not needlessly conservative
@@ -293,14 +294,14 @@ def test_naive_clipping_would_overspend_but_clip_to_budget_does_not():
 
 
 def test_clip_to_budget_vectorised_edge_cases():
-    p = ch.clip_to_budget([-1.0, 0.0, 2.0, 1e300, np.inf], [1.0, 1.0, 1.0, 1.0, 0.0], 10, 1e-2)
+    p = energy.clip_to_budget([-1.0, 0.0, 2.0, 1e300, np.inf], [1.0, 1.0, 1.0, 1.0, 0.0], 10, 1e-2)
     np.testing.assert_allclose(p, [0.0, 0.0, 2.0, 10.0, 0.0])
     with pytest.raises(ValueError, match="NaN"):
-        ch.clip_to_budget(np.nan, 1.0, 10, 1e-3)
+        energy.clip_to_budget(np.nan, 1.0, 10, 1e-3)
     with pytest.raises(ValueError, match="energy_left"):
-        ch.clip_to_budget(1.0, -1.0, 10, 1e-3)
+        energy.clip_to_budget(1.0, -1.0, 10, 1e-3)
     with pytest.raises(ValueError, match="symbol_duration"):
-        ch.clip_to_budget(1.0, 1.0, 10, 0.0)
+        energy.clip_to_budget(1.0, 1.0, 10, 0.0)
 
 
 requested_powers = st.one_of(
@@ -327,7 +328,7 @@ near_cap_factors = st.one_of(
 )
 def test_energy_never_exceeds_budget(data, num_envs, budget, symbol_duration, num_blocks):
     default_n = data.draw(st.integers(1, 10_000))
-    acct = ch.EnergyBudget(budget, default_n, symbol_duration, num_envs=num_envs)
+    acct = energy.EnergyBudget(budget, default_n, symbol_duration, num_envs=num_envs)
     left = np.full(num_envs, budget)  # a parallel ledger kept with clip_to_budget and plain subtraction
     energies: list[np.ndarray] = []
     for _ in range(num_blocks):
@@ -343,12 +344,12 @@ def test_energy_never_exceeds_budget(data, num_envs, budget, symbol_duration, nu
         assert applied.shape == (num_envs,)
         assert np.all(applied >= 0.0)
         assert np.all(applied <= np.maximum(req, 0.0))
-        energies.append(ch.block_energy(applied, n, symbol_duration))
+        energies.append(energy.block_energy(applied, n, symbol_duration))
         assert np.all(acct.spent <= acct.budget)
         assert np.all(acct.remaining >= 0.0)
 
-        p2 = ch.clip_to_budget(req, left, n, symbol_duration)
-        e2 = ch.block_energy(p2, n, symbol_duration)
+        p2 = energy.clip_to_budget(req, left, n, symbol_duration)
+        e2 = energy.block_energy(p2, n, symbol_duration)
         assert np.all(p2 >= 0.0) and np.all(p2 <= np.maximum(req, 0.0))
         assert np.all(e2 <= left)
         left = left - e2
@@ -358,7 +359,7 @@ def test_energy_never_exceeds_budget(data, num_envs, budget, symbol_duration, nu
 
 
 def test_energy_budget_spends_everything_on_greedy_requests_and_resets():
-    acct = ch.EnergyBudget([1.0, 2.0], symbols_in_block=100, symbol_duration=1e-3)
+    acct = energy.EnergyBudget([1.0, 2.0], symbols_in_block=100, symbol_duration=1e-3)
     assert acct.num_envs == 2
     np.testing.assert_allclose(acct.spend([5.0, 5.0]), [5.0, 5.0])  # 0.5 J each
     np.testing.assert_allclose(acct.spend([np.inf, 1.0]), [5.0, 1.0])
@@ -369,7 +370,7 @@ def test_energy_budget_spends_everything_on_greedy_requests_and_resets():
     acct.reset(budget=3.0)
     np.testing.assert_allclose(acct.remaining, [3.0, 3.0])
     with pytest.raises(ValueError, match="budget"):
-        ch.EnergyBudget(-1.0, 10, 1e-3)
+        energy.EnergyBudget(-1.0, 10, 1e-3)
 
 
 # ---- configuration -----------------------------------------------------------------------------------------------
@@ -413,14 +414,14 @@ def test_config_types_and_frozen():
 
 
 def test_missing_sionna_gives_install_hint(monkeypatch):
-    ch._seeded_tdl_class.cache_clear()
+    sionna_tdl._seeded_tdl_class.cache_clear()
     monkeypatch.setitem(sys.modules, "sionna", None)
     monkeypatch.setitem(sys.modules, "sionna.phy", None)
     try:
         with pytest.raises(ImportError, match=r'pip install "meg-gym\[sionna\]"'):
             gains(2, 2, fading="sionna-tdl")
     finally:
-        ch._seeded_tdl_class.cache_clear()
+        sionna_tdl._seeded_tdl_class.cache_clear()
 
 
 # ---- against Sionna (a test dependency: a missing or broken install fails here, it is not skipped) -----------
@@ -517,3 +518,37 @@ def test_sionna_path_leaves_torch_global_rng_alone(sionna_phy):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "True"
+
+
+# ---- batched forms: one Generator per environment ------------------------------------------------------------
+
+
+def test_transmit_each_equals_transmit_row_by_row():
+    rng = np.random.default_rng(0)
+    symbols = ch.transmit(np.ones((5, 4)), 1.0, 1.0, 1.0, rng)  # any complex symbols
+    h, power = rng.normal(size=5) + 1j * rng.normal(size=5), rng.uniform(0, 3, 5)
+    seeds = [11, 12, 13, 14, 15]
+    batched = ch.transmit_each(symbols, h, power, 0.7, [np.random.default_rng(s) for s in seeds])
+    for e, s in enumerate(seeds):
+        one = ch.transmit(symbols[e], h[e], power[e], 0.7, np.random.default_rng(s))
+        assert np.array_equal(batched[e], one)
+
+
+def test_interfering_links_reduce_to_the_single_link_without_interference():
+    rng = np.random.default_rng(1)
+    m, n, s = 3, 2, 6
+    symbols = (rng.normal(size=(m, n, s)) + 1j * rng.normal(size=(m, n, s))) / np.sqrt(2)
+    g = np.zeros((m, n, n), dtype=np.complex128)
+    g[:, 0, 0], g[:, 1, 1] = 1.5 + 0.5j, 0.3j  # no cross gains
+    y = ch.transmit_interfering(symbols, g, 0.5, [np.random.default_rng(e) for e in range(m)])
+    est, sinr, interference = ch.mmse_equalise_interfering(y, g, 0.5)
+    assert np.all(interference == 0)
+    np.testing.assert_allclose(sinr[:, 0], abs(1.5 + 0.5j) ** 2 / 0.5)
+    for e in range(m):
+        for i in range(n):
+            expected = ch.mmse_equalise(y[e, i], g[e, i, i], 1.0, 0.5)
+            np.testing.assert_allclose(est[e, i], expected, rtol=1e-12)
+    # cross gains add interference power and lower the SINR
+    g[:, 0, 1] = 1.0
+    _, sinr2, interference2 = ch.mmse_equalise_interfering(y, g, 0.5)
+    assert np.all(interference2[:, 0] == 1.0) and np.all(sinr2[:, 0] < sinr[:, 0])

@@ -10,6 +10,7 @@ import torch
 
 from meg_gym import codec
 from meg_gym.cache import LatentCache
+from meg_gym.channel import simulate_mmse_torch
 
 
 def test_block_interleaving_round_trips_and_spreads_symbols():
@@ -63,7 +64,7 @@ def test_raw_latent_is_exact_without_noise_and_mmse_shrinks_with_noise():
     torch.testing.assert_close(symbols.abs().pow(2).mean(1), torch.ones(3), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(raw.decode(symbols, torch.ones(3, 128), scale), z, rtol=1e-5, atol=1e-5)
     gen = torch.Generator().manual_seed(0)
-    received, rel = codec.simulate_channel(symbols, torch.tensor(1.0), gen)  # 0 dB
+    received, rel = simulate_mmse_torch(symbols, torch.tensor(1.0), gen)  # 0 dB
     torch.testing.assert_close(rel, torch.full((3, 128), 0.5))
     # MMSE error per symbol is 1 / (1 + snr) = 0.5 at 0 dB
     err = (received - symbols).abs().pow(2).mean().item()
@@ -75,7 +76,7 @@ def test_simulate_channel_matches_the_numpy_channel_statistics():
 
     gen = torch.Generator().manual_seed(1)
     s = torch.complex(torch.randn(2000, 64), torch.randn(2000, 64)) * 0.7071
-    est, _ = codec.simulate_channel(s, torch.tensor(10.0), gen)
+    est, _ = simulate_mmse_torch(s, torch.tensor(10.0), gen)
     mse = (est - s).abs().pow(2).mean().item()
     assert abs(mse - channel.mmse_mse(10.0)) < 0.005
 
@@ -88,7 +89,7 @@ def test_trained_codec_beats_the_raw_latent_at_low_snr():
     for name, scheme in (("seed", codec.load_codec()), ("raw", codec.RawLatent((4, 8, 8)))):
         with torch.no_grad():
             symbols, side = scheme.encode(z)
-            received, rel = codec.simulate_channel(symbols, torch.tensor(0.1), gen)  # -10 dB
+            received, rel = simulate_mmse_torch(symbols, torch.tensor(0.1), gen)  # -10 dB
             errors[name] = (scheme.decode(received, rel, side) - z).pow(2).mean().item()
     assert errors["seed"] < errors["raw"]
 

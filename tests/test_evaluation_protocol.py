@@ -1,4 +1,4 @@
-"""scripts/evaluate.py, scripts/leaderboard.py and the reproduction's statistics."""
+"""scripts/evaluate.py, meg_gym.leaderboard (scripts/leaderboard.py) and the reproduction's statistics."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from meg_gym import evaluation
+from meg_gym import evaluation, leaderboard
 from meg_gym.cache import LEGACY_DEFAULT_CACHE, cache_fingerprint
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "scripts"))  # reproduce_paper, benchmark
 EPISODES = ["--eval-episodes", "16"]
 
 
@@ -103,8 +103,6 @@ def fake_eval(path: Path, policy: str, seed: int, psnr: np.ndarray, steps: int =
 
 
 def test_leaderboard_statistics_and_database(tmp_path):
-    import leaderboard
-
     rng = np.random.default_rng(0)
     base = rng.normal(19.0, 1.0, 32)
     fake_eval(tmp_path / "in" / "static" / "eval.json", "static", 1, base)
@@ -140,8 +138,6 @@ def test_leaderboard_statistics_and_database(tmp_path):
 
 
 def test_leaderboard_never_pools_results_from_different_caches(tmp_path):
-    import leaderboard
-
     base = np.random.default_rng(1).normal(19.0, 1.0, 16)
     fake_eval(tmp_path / "now" / "eval.json", "static", 1, base, cache=cache_fingerprint())
     fake_eval(tmp_path / "other" / "eval.json", "static", 1, base - 2.0, cache="ab" * 32)

@@ -1,21 +1,14 @@
-"""scripts/evaluate_generation.py's error breakdown: presence vs attribute binding."""
+"""meg_gym.generation.measures' error breakdown (scripts/evaluate_generation.py): presence vs attribute binding."""
 
 from __future__ import annotations
-
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from meg_gym.generation import shapes
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+from meg_gym.generation import measures, shapes
 
 
 def test_error_breakdown_tells_swapped_attributes_from_missing_objects():
-    import evaluate_generation
-
     scenes = [shapes.sample_scene("test", i, num_objects=2) for i in range(6)]
     scenes = [s for s in scenes if s.objects[0].colour != s.objects[1].colour]
     truth = shapes.attribute_targets(scenes)
@@ -23,7 +16,7 @@ def test_error_breakdown_tells_swapped_attributes_from_missing_objects():
     for i, scene in enumerate(scenes):  # every object drawn where asked, in the other object's colour
         a, b = (obj.cell for obj in scene.objects)
         swapped["colour"][i, a], swapped["colour"][i, b] = truth["colour"][i, b], truth["colour"][i, a]
-    report = evaluate_generation.error_breakdown(swapped, scenes)
+    report = measures.error_breakdown(swapped, scenes)
     two = report["by_object_count"]["2"]
     assert two["objects"] == 2 * len(scenes)
     assert two["present"] == 1.0 and two["shape"] == 1.0 and two["colour"] == 0.0 and two["shape_colour"] == 0.0
@@ -32,6 +25,6 @@ def test_error_breakdown_tells_swapped_attributes_from_missing_objects():
 
     missing = {k: v.copy() for k, v in truth.items()}
     missing["present"][:] = 0
-    report = evaluate_generation.error_breakdown(missing, scenes)
+    report = measures.error_breakdown(missing, scenes)
     assert report["by_object_count"]["2"]["present"] == 0.0
     assert report["by_object_count"]["2"]["shape_colour"] == pytest.approx(0.0)

@@ -151,7 +151,7 @@ def test_energy_budget_is_never_exceeded(actions, budget_fraction):
         _, _, terminated, _, info = env.step(np.array([a]))
         assert 0.0 <= info["applied_power"] <= info["requested_power"] + 1e-12
         assert info["action_clipped"] == (not 0.0 <= a <= 1.0)
-        spent += info["applied_power"] * env._link.symbols_per_block * env.config.symbol_duration_s
+        spent += info["applied_power"] * env._link.blocks.symbols_per_block * env.config.symbol_duration_s
     assert terminated
     assert info["energy_used"] <= info["energy_budget"]
     assert spent <= info["energy_budget"] * (1 + 1e-12)

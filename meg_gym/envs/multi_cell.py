@@ -2,7 +2,8 @@
 
 The file holds the PettingZoo environment (:class:`MultiCellEnv`, via :func:`parallel_env`) and a natively
 batched version for training (:class:`MultiCellVectorEnv`). Both run the same simulation
-(:class:`_MultiCellBatch`), so the batched env reproduces the parallel env's episodes under the same seeds.
+(:class:`MultiCellBatch`, on the shared link core :mod:`meg_gym.link`), so the batched env reproduces the
+parallel env's episodes under the same seeds.
 """
 
 from __future__ import annotations
@@ -17,11 +18,22 @@ from pettingzoo import ParallelEnv
 
 from meg_gym import channel
 from meg_gym.config import PowerControlConfig, config_from_kwargs
-from meg_gym.envs.power_control import SNR_DB_RANGE, _pipeline_for, _scalar_info
+from meg_gym.link import (
+    SNR_DB_RANGE,
+    SeedBlocks,
+    check_num_envs,
+    check_render_mode,
+    decode_episodes,
+    power_fractions,
+    receiver_for,
+    scalar_info,
+)
 
-__all__ = ["MultiCellConfig", "MultiCellEnv", "MultiCellVectorEnv", "parallel_env"]
+__all__ = ["OBS_NAMES", "MultiCellConfig", "MultiCellEnv", "MultiCellVectorEnv", "parallel_env"]
 
+# observation layout of every agent (all float32); policies index observations with these
 OBS_NAMES = ("own_peak_snr_db", "last_interference_db", "energy_left", "blocks_left", "fair_share")
+OWN_PEAK_SNR_DB, LAST_INTERFERENCE_DB, ENERGY_LEFT, BLOCKS_LEFT, FAIR_SHARE = range(len(OBS_NAMES))
 
 
 @dataclass(frozen=True)
@@ -40,8 +52,8 @@ class MultiCellConfig(PowerControlConfig):
 
     The energy budget is MEG-PowerControl-v0's (``budget_fraction`` 0.05 of every block at peak power, per
     agent), the regime in which where the energy goes matters: an agent at full power spends its whole budget
-    within the first block. At 0.25, IPPO (3 seeds of 100k steps) and static power tie at 20.21 dB, since the
-    allocation then has little to gain (see docs/multi_cell_results.md).
+    within the first block. At a budget of 0.25 the allocation has little left to gain (IPPO and static power
+    tied; see docs/multi_cell_results.md, which names the cache it measured on).
     """
 
     num_links: int = 4
@@ -76,43 +88,39 @@ class MultiCellConfig(PowerControlConfig):
         return PowerControlConfig(**{n: getattr(self, n) for n in names})
 
 
-class _MultiCellBatch:
+class MultiCellBatch:
     """M independent episodes of N interfering links; episode m draws everything from its own Generator."""
 
     def __init__(self, config: MultiCellConfig, num_envs: int):
-        from meg_gym.codec import _check_blocks, to_blocks
-
         self.config = config
-        self.pipeline = _pipeline_for(config.link_config)
         self.num_envs, self.num_links, k = num_envs, config.num_links, config.num_blocks
-        _check_blocks(self.pipeline.num_symbols, k)
-        self.symbols_per_block = self.pipeline.num_symbols // k
-        self.block_symbols = to_blocks(self.pipeline.symbols, k)  # (rows, K, symbols per block)
-        self.peak_power = config.peak_power
-        self.peak_block_energy = float(
-            channel.block_energy(self.peak_power, self.symbols_per_block, config.symbol_duration_s)
-        )
-        self.budget_value = config.budget_fraction * k * self.peak_block_energy
+        self._acquire()
         m, n = num_envs, self.num_links
-        self.budget = channel.EnergyBudget(
-            self.budget_value, self.symbols_per_block, config.symbol_duration_s, num_envs=m * n
-        )
+        self.budget = self.blocks.new_budget(m * n)
         self.rows = np.zeros((m, n), dtype=np.int64)
         self.large_scale = np.ones((m, n, n))  # [episode, receiving UE i, transmitting ES j]
-        self.other_links = ~np.eye(n, dtype=bool)  # [i, j]: ES j interferes at UE i
         self.h = np.zeros((m, n, n, k), dtype=np.complex128)
         self.block = 0
-        self.estimates = np.zeros((m, n, k, self.symbols_per_block), dtype=np.complex128)
+        self.estimates = np.zeros((m, n, k, self.blocks.symbols_per_block), dtype=np.complex128)
         self.sinr = np.zeros((m, n, k))
         self.interference = np.zeros((m, n, k))
         self.applied = np.zeros((m, n, k))
         self.clipped = np.zeros((m, n), dtype=np.int64)
-        self.last_images: list = [None] * (m * n)
+
+    def _acquire(self) -> None:
+        # the shared receiver comes from the config; it is re-acquired after unpickling
+        self.receiver = receiver_for(self.config.link_config)
+        self.blocks = SeedBlocks(self.receiver, self.config)
+        self.last_latents: list = [None] * (self.num_envs * self.num_links)
+
+    @property
+    def peak_power(self) -> float:
+        return self.blocks.peak_power
 
     def reset(self, rngs: list[np.random.Generator]) -> None:
         cfg, n, k = self.config, self.num_links, self.config.num_blocks
         for e, rng in enumerate(rngs):
-            self.rows[e] = rng.integers(len(self.pipeline.rows), size=n)
+            self.rows[e] = rng.integers(len(self.receiver.rows), size=n)
             es = rng.uniform(0.0, cfg.area_m, (n, 2))
             angle = rng.uniform(0.0, 2 * np.pi, n)
             dist = rng.uniform(cfg.ue_min_distance_m, cfg.ue_max_distance_m, n)
@@ -124,23 +132,23 @@ class _MultiCellBatch:
         for array in (self.estimates, self.sinr, self.interference, self.applied, self.clipped):
             array[...] = 0
         self.budget.reset()
-        self.last_images = [None] * (self.num_envs * n)
+        self.last_latents = [None] * (self.num_envs * n)
 
     def observations(self) -> np.ndarray:
         """(M, N, 5) float32: own peak SNR (dB), last block's interference-to-noise (dB), energy, blocks, share."""
         k, n0 = self.config.num_blocks, self.config.noise_power
         current = min(self.block, k - 1)
         own = np.einsum("mii->mi", self.large_scale) * np.abs(np.einsum("miik->mik", self.h)[:, :, current]) ** 2
-        with np.errstate(divide="ignore"):
-            own_db = channel.linear_to_db(self.peak_power * own / n0)
-            last_db = channel.linear_to_db(self.interference[:, :, self.block - 1] / n0) if self.block else None
-        if last_db is None:
+        own_db = channel.linear_to_db(self.peak_power * own / n0)
+        if self.block:
+            last_db = channel.linear_to_db(self.interference[:, :, self.block - 1] / n0)
+        else:
             last_db = np.full_like(own_db, SNR_DB_RANGE[0])
         left = self.budget.remaining.reshape(self.num_envs, self.num_links)
         budget = self.budget.budget.reshape(self.num_envs, self.num_links)
         blocks_left = k - self.block
         energy = np.divide(left, budget, out=np.zeros_like(left), where=budget > 0)
-        share = left / (blocks_left * self.peak_block_energy) if blocks_left else np.zeros_like(left)
+        share = left / (blocks_left * self.blocks.peak_block_energy) if blocks_left else np.zeros_like(left)
         obs = np.stack(
             [np.clip(own_db, *SNR_DB_RANGE), np.clip(last_db, *SNR_DB_RANGE), energy,
              np.full_like(left, blocks_left / k), share],
@@ -155,67 +163,49 @@ class _MultiCellBatch:
         applied = self.budget.spend(requested.reshape(-1)).reshape(m, n)
         # amplitude of ES j's signal at UE i: sqrt(p_j * large-scale gain) * h_ij
         g = np.sqrt(applied[:, None, :] * self.large_scale) * self.h[:, :, :, k]
-        symbols = self.block_symbols[self.rows, k]  # (M, N, symbols per block)
-        noise = np.empty((m, n, self.symbols_per_block), dtype=np.complex128)
-        for e, rng in enumerate(rngs):
-            re = rng.standard_normal((n, self.symbols_per_block))
-            noise[e] = re + 1j * rng.standard_normal((n, self.symbols_per_block))
         n0 = self.config.noise_power
-        y = np.einsum("mij,mjs->mis", g, symbols) + np.sqrt(n0 / 2.0) * noise
-        own = np.einsum("mii->mi", g)
-        power = np.abs(g) ** 2
-        own_power = np.einsum("mii->mi", power)
-        interference = (power * self.other_links).sum(axis=2)
-        den = own_power + interference + n0  # MMSE treating the interference as noise
-        self.estimates[:, :, k] = np.conj(own)[..., None] * y / den[..., None]
-        self.sinr[:, :, k] = own_power / (interference + n0)
+        y = channel.transmit_interfering(self.blocks.symbols[self.rows, k], g, n0, rngs)
+        estimates, sinr, interference = channel.mmse_equalise_interfering(y, g, n0)
+        self.estimates[:, :, k] = estimates
+        self.sinr[:, :, k] = sinr
         self.interference[:, :, k] = interference
         self.applied[:, :, k] = applied
         self.clipped += clipped
         self.block += 1
-        with np.errstate(divide="ignore"):
-            sinr_db = channel.linear_to_db(self.sinr[:, :, k])
+        sinr_db = channel.linear_to_db(self.sinr[:, :, k])
         return {"requested_power": requested, "applied_power": applied, "sinr_db": sinr_db, "action_clipped": clipped}
 
     def finish(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Decode every link's seed in one batch; (rewards (M, N), final info arrays (M, N, ...))."""
-        from meg_gym.codec import reliability
-
-        m, n = self.num_envs, self.num_links
-        rel = np.repeat(reliability(self.sinr)[..., None], self.symbols_per_block, axis=-1)
-        result = self.pipeline.receive(
+        m, n, k = self.num_envs, self.num_links, self.config.num_blocks
+        end = decode_episodes(
+            self.receiver,
+            self.config,
             self.rows.reshape(-1),
-            self.estimates.reshape(m * n, self.config.num_blocks, -1),
-            rel.reshape(m * n, self.config.num_blocks, -1),
-            self.config.reward,
+            self.estimates.reshape(m * n, k, -1),
+            self.sinr.reshape(m * n, k),
         )
-        quality = result["quality"].reshape(m, n)
+        quality = end.reward.reshape(m, n)
         rewards = np.repeat(quality.mean(axis=1, keepdims=True), n, axis=1) if self.config.cooperative else quality
-        self.last_images = list(result["images"])
-        with np.errstate(divide="ignore"):
-            info = {
-                "quality": quality,
-                "psnr": result["psnr"].reshape(m, n),
-                "ssim": result["ssim"].reshape(m, n),
-                "energy_used": self.budget.spent.reshape(m, n).copy(),
-                "energy_budget": self.budget.budget.reshape(m, n).copy(),
-                "block_sinr_db": channel.linear_to_db(self.sinr),
-                "applied_powers": self.applied.copy(),
-                "actions_clipped": self.clipped.copy(),
-                "prompt": np.array([[self.pipeline.prompts[r] for r in row] for row in self.rows], dtype=object),
-            }
+        self.last_latents = list(end.latents)
+        info = {
+            "quality": quality,
+            **{name: values.reshape(m, n) for name, values in end.metrics.items()},
+            "energy_used": self.budget.spent.reshape(m, n).copy(),
+            "energy_budget": self.budget.budget.reshape(m, n).copy(),
+            "block_sinr_db": channel.linear_to_db(self.sinr),
+            "applied_powers": self.applied.copy(),
+            "actions_clipped": self.clipped.copy(),
+            "prompt": np.array([[self.receiver.prompts[r] for r in row] for row in self.rows], dtype=object),
+        }
         return rewards, info
 
     def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k not in ("pipeline", "block_symbols", "last_images")}
+        return {k: v for k, v in self.__dict__.items() if k not in ("receiver", "blocks", "last_latents")}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        from meg_gym.codec import to_blocks
-
         self.__dict__.update(state)
-        self.pipeline = _pipeline_for(self.config.link_config)
-        self.block_symbols = to_blocks(self.pipeline.symbols, self.config.num_blocks)
-        self.last_images = [None] * (self.num_envs * self.num_links)
+        self._acquire()
 
     def frame(self, e: int = 0) -> np.ndarray:
         """Every link's frame (the single-link drawing), tiled two per row."""
@@ -225,15 +215,15 @@ class _MultiCellBatch:
         frames = []
         for i in range(n):
             row = self.rows[e, i]
-            with np.errstate(divide="ignore"):
-                sinr_db = channel.linear_to_db(np.maximum(self.sinr[e, i], 1e-12))
+            sinr_db = channel.linear_to_db(np.maximum(self.sinr[e, i], 1e-12))
             budget = self.budget.budget.reshape(self.num_envs, n)[e, i]
             left = self.budget.remaining.reshape(self.num_envs, n)[e, i]
+            latent = self.last_latents[e * n + i]
             frames.append(
                 draw_episode(
-                    prompt=f"ES {i}: " + self.pipeline.prompts[row],
-                    reference=self.pipeline.references(np.array([row]))[0],
-                    received=self.last_images[e * n + i],
+                    prompt=f"ES {i}: " + self.receiver.prompts[row],
+                    reference=self.receiver.references(np.array([row]))[0],
+                    received=None if latent is None else self.receiver.decode_images(latent[None])[0],
                     gains_db=sinr_db if self.block else np.zeros(k),
                     power_fractions=self.applied[e, i] / self.peak_power,
                     blocks_done=int(self.block),
@@ -246,26 +236,12 @@ class _MultiCellBatch:
         return np.concatenate(rows, axis=0)
 
 
-def _spaces(config: MultiCellConfig) -> tuple[spaces.Box, spaces.Box]:
+def make_spaces(config: MultiCellConfig) -> tuple[spaces.Box, spaces.Box]:
     k = config.num_blocks
     high_share = max(1.0, config.budget_fraction) * k
     low = np.array([SNR_DB_RANGE[0], SNR_DB_RANGE[0], 0.0, 0.0, 0.0], dtype=np.float32)
     high = np.array([SNR_DB_RANGE[1], SNR_DB_RANGE[1], 1.0, 1.0, high_share], dtype=np.float32)
     return spaces.Box(low, high, dtype=np.float32), spaces.Box(0.0, 1.0, shape=(1,), dtype=np.float32)
-
-
-def _validate(actions: Any, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-    try:
-        a = np.asarray(actions, dtype=np.float64)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"actions must be numbers in [0, 1] (power as a fraction of peak), got {actions!r}") from err
-    if a.shape not in (shape, (*shape, 1)):
-        raise ValueError(f"actions must have shape {shape} or {(*shape, 1)}, got {a.shape}")
-    a = a.reshape(shape)
-    if not np.all(np.isfinite(a)):
-        raise ValueError(f"actions must be finite (power fractions in [0, 1]), got {a.tolist()}; check the policy")
-    clipped = np.clip(a, 0.0, 1.0)
-    return clipped, clipped != a
 
 
 class MultiCellEnv(ParallelEnv):
@@ -308,15 +284,13 @@ class MultiCellEnv(ParallelEnv):
 
     def __init__(self, render_mode: str | None = None, **kwargs: Any):
         self.config = config_from_kwargs(MultiCellConfig, kwargs)
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
-        self.render_mode = render_mode
+        self.render_mode = check_render_mode(render_mode, self.metadata)
         self.possible_agents = [f"es_{i}" for i in range(self.config.num_links)]
         self.agents: list[str] = []
-        obs_space, act_space = _spaces(self.config)
+        obs_space, act_space = make_spaces(self.config)
         self.observation_spaces = {a: obs_space for a in self.possible_agents}
         self.action_spaces = {a: act_space for a in self.possible_agents}
-        self._batch = _MultiCellBatch(self.config, 1)
+        self._batch = MultiCellBatch(self.config, 1)
         self._rng, _ = seeding.np_random()
 
     def observation_space(self, agent: str) -> spaces.Box:
@@ -331,7 +305,7 @@ class MultiCellEnv(ParallelEnv):
         self.agents = list(self.possible_agents)
         self._batch.reset([self._rng])
         obs = self._batch.observations()[0]
-        infos = {a: {"prompt": self._batch.pipeline.prompts[self._batch.rows[0, i]]} for i, a in enumerate(self.agents)}
+        infos = {a: {"prompt": self._batch.receiver.prompts[self._batch.rows[0, i]]} for i, a in enumerate(self.agents)}
         return {a: obs[i] for i, a in enumerate(self.agents)}, infos
 
     def step(self, actions: dict[str, Any]):
@@ -340,16 +314,9 @@ class MultiCellEnv(ParallelEnv):
         missing = [a for a in self.agents if a not in actions]
         if missing:
             raise ValueError(f"step() needs an action for every live agent; missing {missing}")
-        values = []
-        for a in self.agents:
-            try:
-                value = np.asarray(actions[a], dtype=np.float64)
-            except (TypeError, ValueError) as err:
-                raise ValueError(f"the action of {a} must be a number in [0, 1], got {actions[a]!r}") from err
-            if value.size != 1:
-                raise ValueError(f"the action of {a} must have shape (1,), got shape {value.shape}")
-            values.append(value.reshape(()))
-        fractions, clipped = _validate(np.array(values)[None, :], (1, self.config.num_links))
+        per_agent = [power_fractions(actions[a], (), what=f"the action of {a}") for a in self.agents]
+        fractions = np.array([f for f, _ in per_agent]).reshape(1, -1)
+        clipped = np.array([c for _, c in per_agent]).reshape(1, -1)
         step_info = self._batch.step(fractions, clipped, [self._rng])
         obs = self._batch.observations()[0]
         done = self._batch.block == self.config.num_blocks
@@ -359,7 +326,7 @@ class MultiCellEnv(ParallelEnv):
             final_rewards, final = self._batch.finish()
             rewards = final_rewards[0]
             arrays.update({k: v[0] for k, v in final.items()})
-        infos = {a: _scalar_info(arrays, i) for i, a in enumerate(self.agents)}
+        infos = {a: scalar_info(arrays, i) for i, a in enumerate(self.agents)}
         agents = self.agents
         out = (
             {a: obs[i] for i, a in enumerate(agents)},
@@ -395,12 +362,10 @@ class MultiCellVectorEnv:
     """
 
     def __init__(self, num_envs: int = 1, **kwargs: Any):
-        if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
-            raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
         self.config = config_from_kwargs(MultiCellConfig, kwargs)
-        self.num_envs, self.num_agents = num_envs, self.config.num_links
-        self.single_observation_space, self.single_action_space = _spaces(self.config)
-        self._batch = _MultiCellBatch(self.config, num_envs)
+        self.num_envs, self.num_agents = check_num_envs(num_envs), self.config.num_links
+        self.single_observation_space, self.single_action_space = make_spaces(self.config)
+        self._batch = MultiCellBatch(self.config, num_envs)
         self._rngs = [seeding.np_random()[0] for _ in range(num_envs)]
         self._started = False
 
@@ -414,7 +379,7 @@ class MultiCellVectorEnv:
     def step(self, actions: Any):
         if not self._started:
             raise RuntimeError("call reset() before step()")
-        fractions, clipped = _validate(actions, (self.num_envs, self.num_agents))
+        fractions, clipped = power_fractions(actions, (self.num_envs, self.num_agents), what="actions")
         info: dict[str, Any] = self._batch.step(fractions, clipped, self._rngs)
         rewards = np.zeros((self.num_envs, self.num_agents))
         done = self._batch.block == self.config.num_blocks

@@ -1,0 +1,326 @@
+"""The leaderboard: eval.json files reduced to records, pooled into tables with rliable's intervals, rendered.
+
+``main(Args(...))`` does what ``python scripts/leaderboard.py`` does: it adds the eval.json files found under
+``Args.paths`` to the database beside ``Args.output`` (its .json), rebuilds the tables, draws the performance
+profile (-profile.png) and writes the page. ``interval_estimates`` gives rliable's IQM and mean with 95%
+stratified-bootstrap intervals for any scores. rliable and matplotlib are imported only when used.
+
+docs/leaderboard.json is the database: one record per evaluated run (its validated eval.json reduced to
+run-level figures, with the file's sha256, commit and arguments), so the table can be rebuilt without the
+files. A run that is added again replaces its record (same environment, configuration and run name).
+
+Results are pooled only within one environment, configuration (every setting, defaults included) and latent
+cache (the SHA-256 of its tensor file, recorded in eval.json), so that figures measured on different prompts
+or latents never share a table. Per table and per policy, the page gives the
+interquartile mean (IQM) and the mean of the test-split PSNR across training seeds, each with a 95%
+stratified-bootstrap confidence interval (rliable; Agarwal et al., "Deep Reinforcement Learning at the
+Edge of the Statistical Precipice", NeurIPS 2021), the energy used as a fraction of the budget, and the gap
+to the non-causal oracle of the same configuration. A deterministic fixed policy is one run; its interval
+is then a point. The figure is rliable's performance profile of the oracle-normalised score
+(0 = static power, 1 = the oracle) over every configuration each policy was run in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tyro
+
+from meg_gym import evaluation
+
+# meg_gym.cache (torch), rliable and matplotlib are imported inside the functions that use them
+
+LEADERBOARD_SCHEMA = "meg-gym-leaderboard/1"
+ORACLE, STATIC = "oracle", "static"
+ENV_ID = "MEG-PowerControl-v0"  # the profile figure covers this environment (the one with an oracle)
+UNRECORDED = "unrecorded"
+
+
+@dataclass
+class Args:
+    paths: tyro.conf.Positional[list[Path]] = field(default_factory=lambda: [Path("runs")])
+    """eval.json files, or folders searched recursively for eval.json"""
+    output: Path = Path("docs/leaderboard.md")
+    """the page; its .json (the database) and a -profile.png sit beside it"""
+    fresh: bool = False
+    """ignore the records already in the database"""
+    reps: int = 2000
+    """bootstrap resamples for the confidence intervals"""
+    seed: int = 0
+    """seed of the bootstrap"""
+
+
+def full_config(data: dict[str, Any]) -> dict[str, Any]:
+    """Every environment setting of an eval.json: its env_config, or its env_kwargs over today's defaults."""
+    if data.get("env_config"):
+        config = dict(data["env_config"])
+    else:
+        config = {**evaluation.config_class(data["env_id"])().to_dict(), **data["env_kwargs"]}
+    config["split"] = "test"
+    return config
+
+
+def config_label(config: dict[str, Any], env_id: str = "MEG-PowerControl-v0") -> str:
+    """The settings that differ from today's defaults, e.g. "budget_fraction=0.1", or "default"."""
+    default = evaluation.config_class(env_id)().to_dict()
+    changed = [f"{k}={v}" for k, v in sorted(config.items()) if k != "split" and default.get(k) != v]
+    return ", ".join(changed) or "default"
+
+
+def cache_of(recorded: str | None, config: dict[str, Any]) -> str:
+    """The cache a result was measured on: as recorded, or inferred for pre-2026-11-28 default-cache runs."""
+    from meg_gym.cache import LEGACY_DEFAULT_CACHE
+
+    if recorded:
+        return recorded
+    return LEGACY_DEFAULT_CACHE if config.get("cache_dir") is None else UNRECORDED
+
+
+def record_of(path: Path) -> dict[str, Any]:
+    raw = path.read_bytes()
+    try:
+        data = json.loads(raw)
+        evaluation.validate_eval(data)
+    except (json.JSONDecodeError, ValueError) as err:
+        raise SystemExit(f"{path}: not a valid eval.json ({err}); regenerate it with scripts/evaluate.py") from err
+    args = data["args"]
+    training_steps = args.get("total_timesteps") if isinstance(args.get("total_timesteps"), int) else 0
+    config = full_config(data)
+    return {
+        "env_id": data["env_id"],
+        "config": config,
+        "cache_sha256": cache_of(data.get("cache_sha256"), config),
+        "policy": data["policy"],
+        "training_steps": training_steps or 0,
+        "run_name": data["run_name"],
+        "seed": args.get("seed"),
+        "episodes": data["episodes"],
+        "first_eval_seed": data["seeds"][0],
+        "psnr": data["psnr"]["mean"],
+        "psnr_episode_std": data["psnr"]["std"],
+        "ssim": data["ssim"]["mean"],
+        "energy_used": data["energy_used"]["mean"],
+        "energy_budget": data["energy_budget"],
+        "git_commit": data["git_commit"],
+        "meg_gym_version": data["meg_gym_version"],
+        "created": data["created"],
+        "source": str(path),
+        "sha256": hashlib.sha256(raw).hexdigest(),
+    }
+
+
+def find_evals(paths: list[Path]) -> list[Path]:
+    found = []
+    for path in paths:
+        if path.is_file():
+            found.append(path)
+        elif path.is_dir():
+            found.extend(sorted(path.rglob("eval.json")))
+        else:
+            raise SystemExit(f"{path} does not exist; give eval.json files or folders that hold them")
+    return found
+
+
+def record_key(r: dict[str, Any]) -> tuple:
+    return r["env_id"], json.dumps(r["config"], sort_keys=True), r["cache_sha256"], r["run_name"]
+
+
+def merge(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    old = [{**r, "cache_sha256": cache_of(r.get("cache_sha256"), r["config"])} for r in old]
+    records = {record_key(r): r for r in old}
+    records.update({record_key(r): r for r in new})
+    return sorted(records.values(), key=lambda r: (r["env_id"], config_label(r["config"], r["env_id"]), r["cache_sha256"],
+                                                   r["policy"], r["run_name"]))  # fmt: skip
+
+
+def entry_name(r: dict[str, Any]) -> str:
+    """A policy with its training budget, so that runs of different lengths are not pooled."""
+    steps = r["training_steps"]
+    if not steps:
+        return r["policy"]
+    return f"{r['policy']} ({steps // 1000}k)" if steps % 1000 == 0 else f"{r['policy']} ({steps})"
+
+
+def interval_estimates(scores: dict[str, np.ndarray], reps: int, seed: int) -> dict[str, dict[str, list[float]]]:
+    """rliable's IQM and mean with 95% stratified-bootstrap intervals; scores[name] is (runs, tasks)."""
+    from rliable import library as rly
+    from rliable import metrics
+
+    def aggregate(x: np.ndarray) -> np.ndarray:
+        return np.array([metrics.aggregate_iqm(x), metrics.aggregate_mean(x)])
+
+    np.random.seed(seed)  # rliable's bootstrap draws from numpy's global generator
+    points, intervals = rly.get_interval_estimates(scores, aggregate, reps=reps)
+    return {
+        name: {
+            "iqm": [float(points[name][0]), *map(float, intervals[name][:, 0])],
+            "mean": [float(points[name][1]), *map(float, intervals[name][:, 1])],
+        }
+        for name in scores
+    }
+
+
+def build_tables(records: list[dict[str, Any]], reps: int, seed: int) -> list[dict[str, Any]]:
+    from meg_gym.cache import cache_fingerprint
+
+    shipped = cache_fingerprint()
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for r in records:
+        groups.setdefault((r["env_id"], json.dumps(r["config"], sort_keys=True), r["cache_sha256"]), []).append(r)
+    tables = []
+    for (env_id, config_json, cache), runs in sorted(
+        groups.items(), key=lambda g: (g[0][0], config_label(json.loads(g[0][1]), g[0][0]), g[0][2] != shipped)
+    ):
+        by_entry: dict[str, list[dict[str, Any]]] = {}
+        for r in runs:
+            by_entry.setdefault(entry_name(r), []).append(r)
+        scores = {name: np.array([[r["psnr"]] for r in rs]) for name, rs in by_entry.items()}
+        estimates = interval_estimates(scores, reps, seed)
+        oracle = np.mean([r["psnr"] for r in by_entry.get(ORACLE, [])]) if ORACLE in by_entry else None
+        static = np.mean([r["psnr"] for r in by_entry.get(STATIC, [])]) if STATIC in by_entry else None
+        gaps = interval_estimates({n: oracle - s for n, s in scores.items()}, reps, seed) if oracle is not None else {}
+        rows = []
+        for name, rs in by_entry.items():
+            psnr = np.array([r["psnr"] for r in rs])
+            rows.append(
+                {
+                    "policy": name,
+                    "runs": len(rs),
+                    "seeds": [r["seed"] for r in rs],
+                    "episodes": rs[0]["episodes"],
+                    "psnr_iqm": estimates[name]["iqm"],
+                    "psnr_mean": estimates[name]["mean"],
+                    "psnr_episode_se": float(np.mean([r["psnr_episode_std"] for r in rs]) / np.sqrt(rs[0]["episodes"])),
+                    "ssim_mean": float(np.mean([r["ssim"] for r in rs])),
+                    "energy_fraction": float(np.mean([r["energy_used"] / r["energy_budget"] for r in rs])),
+                    "gap_to_oracle": gaps[name]["mean"] if gaps else None,
+                    "normalised": (
+                        ((psnr - static) / (oracle - static)).tolist()
+                        if oracle is not None and static is not None and oracle > static
+                        else None
+                    ),
+                }
+            )
+        rows.sort(key=lambda row: -row["psnr_mean"][0])
+        config = json.loads(config_json)
+        tables.append({"env_id": env_id, "config": config, "label": config_label(config, env_id), "cache_sha256": cache,
+                       "rows": rows})  # fmt: skip
+    return tables
+
+
+def performance_profile(tables: list[dict[str, Any]], path: Path) -> list[str]:
+    """rliable's performance profile of the oracle-normalised score per policy; returns the policies drawn."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from rliable import library as rly
+    from rliable import plot_utils
+
+    usable = [t for t in tables if all(row["normalised"] is not None for row in t["rows"]) and t["env_id"] == ENV_ID]
+    if not usable:
+        return []
+    names = set.intersection(*({row["policy"] for row in t["rows"]} for t in usable))
+    scores = {}
+    for name in sorted(names):
+        columns = [next(row for row in t["rows"] if row["policy"] == name)["normalised"] for t in usable]
+        if len({len(c) for c in columns}) == 1:  # rliable needs the same number of runs in every configuration
+            scores[name] = np.array(columns).T
+    if not scores:
+        return []
+    low = min(float(s.min()) for s in scores.values())
+    taus = np.linspace(max(min(low, 0.0) - 0.05, -2.0), 1.05, 241)  # below -2 every policy is far worse than static
+    profiles, intervals = rly.create_performance_profile(scores, taus)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    colors = dict(zip(scores, plt.cm.tab10.colors, strict=False))
+    plot_utils.plot_performance_profiles(
+        profiles, taus, performance_profile_cis=intervals, colors=colors,
+        xlabel=r"oracle-normalised score $\tau$ (0 = static power, 1 = oracle)", ax=ax,
+    )  # fmt: skip
+    ax.legend([plt.Line2D([0], [0], color=colors[n], lw=2) for n in scores], list(scores), loc="lower left", fontsize=8)
+    ax.set_title(f"Performance profiles over {len(usable)} configuration(s) of {ENV_ID}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return list(scores)
+
+
+def interval(values: list[float], digits: int = 2) -> str:
+    point, low, high = values
+    return f"{point:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def render(tables: list[dict[str, Any]], records: list[dict[str, Any]], figure: Path | None, drawn: list[str]) -> str:
+    from meg_gym.cache import cache_fingerprint
+
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    shipped = cache_fingerprint()
+    lines = [
+        "# Leaderboard",
+        "",
+        f"Made by `python scripts/leaderboard.py` at commit `{commit or 'unknown'}` ({platform.machine()}), from "
+        f"{len(records)} evaluated runs in [leaderboard.json](leaderboard.json). Every figure is the test-split "
+        "PSNR (dB) under the held-out protocol of `meg_gym.evaluation` (TEST prompts, episode j seeded with "
+        "1,000,000 + j, so every policy of a configuration meets the same channels and prompts). "
+        "IQM and mean are across training seeds with 95% stratified-bootstrap intervals (rliable); a fixed policy "
+        "is deterministic and has one run. *episode SE* is the standard error over the test episodes of one run; "
+        "*energy* is the energy used as a fraction of the budget; *gap to oracle* is the oracle's mean minus "
+        "the policy's, with its interval. A table holds one environment, configuration and latent cache (the "
+        "first 12 hex digits of the SHA-256 of its tensor file); results on different caches are never pooled. "
+        "How to submit a result: see the README's *Leaderboard* section.",
+        "",
+    ]
+    if figure is not None and drawn:
+        lines += [
+            f"![performance profiles]({figure.name})",
+            "",
+            "Performance profiles (rliable): the fraction of runs, over every configuration below, whose "
+            "oracle-normalised score (PSNR - static) / (oracle - static) exceeds tau; shaded: 95% bootstrap "
+            f"intervals. Drawn for the policies run in every configuration: {', '.join(drawn)}.",
+            "",
+        ]
+    for t in tables:
+        cache = t["cache_sha256"]
+        which = " (the shipped default)" if cache == shipped else ""
+        lines += [f"## {t['env_id']}: {t['label']}, cache {cache[:12]}{which}", ""]
+        lines += [
+            "| policy | runs | PSNR IQM [95% CI] | PSNR mean [95% CI] | episode SE | SSIM | energy | gap to oracle [95% CI] |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for row in t["rows"]:
+            gap = interval(row["gap_to_oracle"]) if row["gap_to_oracle"] is not None else "-"
+            lines.append(
+                f"| {row['policy']} | {row['runs']} | {interval(row['psnr_iqm'])} | {interval(row['psnr_mean'])} | "
+                f"{row['psnr_episode_se']:.2f} | {row['ssim_mean']:.3f} | {row['energy_fraction']:.2f} | {gap} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(args: Args) -> list[dict[str, Any]]:
+    database = args.output.with_suffix(".json")
+    old: list[dict[str, Any]] = []
+    if database.exists() and not args.fresh:
+        stored = json.loads(database.read_text())
+        if stored.get("schema") != LEADERBOARD_SCHEMA:
+            raise SystemExit(f"{database} is not a {LEADERBOARD_SCHEMA} database; rebuild it with --fresh")
+        old = stored["records"]
+    new = [record_of(p) for p in find_evals(args.paths)]
+    records = merge(old, new)
+    if not records:
+        raise SystemExit("no eval.json found: evaluate a policy first (scripts/evaluate.py or a baseline script)")
+    tables = build_tables(records, args.reps, args.seed)
+    figure = args.output.with_name(args.output.stem + "-profile.png")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    drawn = performance_profile(tables, figure)
+    database.write_text(json.dumps({"schema": LEADERBOARD_SCHEMA, "records": records, "tables": tables}, indent=1))
+    args.output.write_text(render(tables, records, figure, drawn))
+    print(f"{len(new)} eval.json added, {len(records)} runs in {len(tables)} configuration(s) -> {args.output}")
+    return tables
