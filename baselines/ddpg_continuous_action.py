@@ -15,8 +15,11 @@ from __future__ import annotations
 import json
 import random
 import time
+import types
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -26,10 +29,14 @@ import torch.nn.functional as F
 import tyro
 from gymnasium.vector import AutoresetMode
 from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
 
 import meg_gym  # noqa: F401  (registers the environments)
 from meg_gym import evaluation
-from meg_gym.config import PowerControlConfig
+from meg_gym.config import PowerControlConfig, config_from_kwargs
+from meg_gym.envs.power_control import FAIR_SHARE, make_spaces
+
+ALGORITHM = "ddpg"
 
 
 @dataclass
@@ -93,9 +100,6 @@ class Args:
     """test-split episodes in the final evaluation"""
     eval_seed: int = evaluation.EVAL_SEED
     """first seed of the final evaluation"""
-
-
-FAIR_SHARE = 3  # observation index: energy left / (blocks left x peak block energy)
 
 
 def to_power(action: np.ndarray, obs: np.ndarray, args: Args) -> np.ndarray:
@@ -163,6 +167,28 @@ class Actor(nn.Module):
         return 0.5 * self.net(self.scale(obs)) + 0.5  # [-1, 1] -> the action range [0, 1]
 
 
+def load_policy(run_dir: str | Path) -> Callable[[np.ndarray, Any], np.ndarray]:
+    """The deterministic policy of a run saved with --save-model: ``policy(obs, env) -> powers``.
+
+    Reads only the run's model.json and actor.safetensors (no stored code runs).
+    """
+    meta, state = evaluation.load_saved_run(run_dir, "actor.safetensors")
+    settings = types.SimpleNamespace(**{**asdict(Args()), **meta["args"]})
+    config = config_from_kwargs(PowerControlConfig, {k: v for k, v in settings.env.items() if k != "split"})
+    actor = Actor(make_spaces(config)[0])
+    try:
+        actor.load_state_dict(state)
+    except RuntimeError as err:
+        raise SystemExit(f"{run_dir}: the saved actor does not fit this version's network ({err})") from err
+    actor.eval()
+
+    def policy(obs: np.ndarray, env: Any) -> np.ndarray:
+        with torch.no_grad():
+            return to_power(actor(torch.as_tensor(obs, dtype=torch.float32)).numpy(), obs, settings)
+
+    return policy
+
+
 if __name__ == "__main__":
     args = tyro.cli(Args)
     run_name = args.run_name or f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
@@ -218,7 +244,8 @@ if __name__ == "__main__":
         global_step, updates = int(state["global_step"]), int(state["updates"])
         print(f"resumed {run_name} at step {global_step} (the replay memory starts empty again)")
     start_time, start_step, owed = time.time(), global_step, 0.0
-    last_log = last_print = global_step
+    last_log = global_step
+    progress = tqdm(total=args.total_timesteps, initial=global_step, unit="step", mininterval=2.0)
     obs, _ = envs.reset(seed=args.seed + global_step)
     while global_step < args.total_timesteps:
         if global_step < args.learning_starts:
@@ -229,6 +256,7 @@ if __name__ == "__main__":
             actions = np.clip(actions + np.random.normal(0.0, args.exploration_noise, actions.shape), 0.0, 1.0)
         next_obs, rewards, terminations, truncations, infos = envs.step(to_power(actions, obs, args))
         global_step += args.num_envs
+        progress.update(args.num_envs)
         real_next_obs = next_obs.copy()
         if "final_info" in infos:
             mask = infos["_final_info"]
@@ -269,14 +297,13 @@ if __name__ == "__main__":
                 writer.add_scalar("losses/qf1_loss", qf1_loss.item(), global_step)
                 writer.add_scalar("losses/actor_loss", actor_loss.item(), global_step)
                 writer.add_scalar("charts/SPS", sps, global_step)
-                if global_step - last_print >= 10_000:
-                    last_print = global_step
-                    print(f"step {global_step}, SPS {sps}")
+                progress.set_postfix(SPS=sps, refresh=False)
         if args.save_model and (global_step % 20_000 < args.num_envs or global_step >= args.total_timesteps):
             run_dir.mkdir(parents=True, exist_ok=True)
             state = {name: m.state_dict() for name, m in modules.items()}
             state.update(q_optimizer=q_optimizer.state_dict(), actor_optimizer=actor_optimizer.state_dict())
             torch.save({**state, "global_step": global_step, "updates": updates}, checkpoint)
+    progress.close()
     envs.close()
 
     if args.save_model:
@@ -284,7 +311,9 @@ if __name__ == "__main__":
 
         run_dir.mkdir(parents=True, exist_ok=True)
         save_file({k: v.contiguous() for k, v in actor.state_dict().items()}, str(run_dir / "actor.safetensors"))
-        (run_dir / "model.json").write_text(json.dumps({"algorithm": "ddpg", "args": asdict(args)}, default=str))
+        (run_dir / "model.json").write_text(
+            json.dumps({"algorithm": ALGORITHM, "learner": Path(__file__).stem, "args": asdict(args)}, default=str)
+        )
 
     actor.eval()
 

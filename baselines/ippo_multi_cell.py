@@ -17,8 +17,11 @@ from __future__ import annotations
 import json
 import random
 import time
+import types
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,9 +29,12 @@ import torch.nn as nn
 import tyro
 from torch.distributions.normal import Normal
 from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
 
 from meg_gym import evaluation
-from meg_gym.envs.multi_cell import MultiCellConfig, MultiCellVectorEnv
+from meg_gym.envs.multi_cell import FAIR_SHARE, OBS_NAMES, MultiCellConfig, MultiCellVectorEnv
+
+ALGORITHM = "ippo"
 
 
 @dataclass
@@ -56,7 +62,7 @@ class Args:
     run_name: str | None = None
     """run name; default {env_id}__{exp_name}__{seed}__{time}"""
 
-    env_id: str = evaluation.MULTI_CELL_ID
+    env_id: str = "MEG-MultiCell-v0"
     """the environment id"""
     env: MultiCellConfig = field(default_factory=MultiCellConfig)
     """environment settings (split is forced to "train" for training)"""
@@ -102,12 +108,14 @@ class Args:
     """first seed of the final evaluation"""
 
 
+# Copied from baselines/ppo_continuous_action.py
 def layer_init(layer: nn.Linear, std: float = np.sqrt(2), bias: float = 0.0) -> nn.Linear:
     nn.init.orthogonal_(layer.weight, std)
     nn.init.constant_(layer.bias, bias)
     return layer
 
 
+# Copied from baselines/ppo_continuous_action.py
 class Agent(nn.Module):
     def __init__(self, obs_dim: int, init_log_std: float):
         super().__init__()
@@ -155,14 +163,37 @@ class Agent(nn.Module):
         return self.actor_mean(self.normalise(obs))
 
 
-FAIR_SHARE = 4  # observation index: energy left / (blocks left x peak block energy)
-
-
+# Copied from baselines/ppo_continuous_action.py
 def to_power(u: np.ndarray, obs: np.ndarray, relative: bool) -> np.ndarray:
     """The Gaussian sample u -> the power fraction sent to the environment, in [0, 1]."""
     if relative:
         return np.clip(obs[:, FAIR_SHARE : FAIR_SHARE + 1] * np.exp(np.clip(u, -20.0, 20.0)), 0.0, 1.0)
     return 1.0 / (1.0 + np.exp(-u))
+
+
+# Copied from baselines/ppo_continuous_action.py
+def load_policy(run_dir: str | Path) -> Callable[[np.ndarray, Any], np.ndarray]:
+    """The deterministic policy (the mean action) of a run saved with --save-model: ``policy(obs, env) -> powers``.
+
+    Reads only the run's model.json and model.safetensors (no stored code runs). Observations may carry any
+    leading axes (environments, agents); the powers keep them.
+    """
+    meta, state = evaluation.load_saved_run(run_dir, "model.safetensors")
+    settings = types.SimpleNamespace(**{**asdict(Args()), **meta["args"]})
+    agent = Agent(int(meta.get("obs_dim", len(OBS_NAMES))), settings.init_log_std)
+    try:
+        agent.load_state_dict(state)
+    except RuntimeError as err:
+        raise SystemExit(f"{run_dir}: the saved agent does not fit this version's network ({err})") from err
+    agent.eval()
+
+    def policy(obs: np.ndarray, env: Any) -> np.ndarray:
+        flat = np.asarray(obs, dtype=np.float32).reshape(-1, obs.shape[-1])
+        with torch.no_grad():
+            u = agent.act(torch.as_tensor(flat)).numpy()
+        return to_power(u, flat, settings.relative_action).reshape(obs.shape[:-1])
+
+    return policy
 
 
 if __name__ == "__main__":
@@ -212,6 +243,9 @@ if __name__ == "__main__":
         start_iteration, global_step = int(state["iteration"]) + 1, int(state["global_step"])
         print(f"resumed {run_name} at iteration {start_iteration}, step {global_step}")
     start_time, start_step = time.time(), global_step
+    progress = tqdm(
+        total=args.num_iterations * args.num_steps * args.num_envs, initial=global_step, unit="step", mininterval=2.0
+    )
     next_obs, _ = envs.reset(seed=args.seed + 1000 * (start_iteration - 1))
     next_obs = torch.tensor(next_obs.reshape(rows, obs_dim), device=device)
     next_done = torch.zeros(rows, device=device)
@@ -311,12 +345,13 @@ if __name__ == "__main__":
         writer.add_scalar("losses/explained_variance", explained_var, global_step)
         sps = int((global_step - start_step) / (time.time() - start_time))
         writer.add_scalar("charts/SPS", sps, global_step)
-        if iteration % 10 == 0 or iteration == args.num_iterations:
-            print(f"iteration {iteration}/{args.num_iterations}, step {global_step}, SPS {sps}")
+        progress.update(global_step - progress.n)
+        progress.set_postfix(SPS=sps, refresh=False)
         if args.save_model and (iteration % 20 == 0 or iteration == args.num_iterations):
             run_dir.mkdir(parents=True, exist_ok=True)
             state = {"agent": agent.state_dict(), "optimizer": optimizer.state_dict()}
             torch.save({**state, "iteration": iteration, "global_step": global_step}, checkpoint)
+    progress.close()
     envs.close()
 
     if args.save_model:
@@ -324,7 +359,10 @@ if __name__ == "__main__":
 
         save_file({k: v.contiguous() for k, v in agent.state_dict().items()}, str(run_dir / "model.safetensors"))
         (run_dir / "model.json").write_text(
-            json.dumps({"algorithm": "ippo", "obs_dim": obs_dim, "args": asdict(args)}, default=str)
+            json.dumps(
+                {"algorithm": ALGORITHM, "learner": Path(__file__).stem, "obs_dim": obs_dim, "args": asdict(args)},
+                default=str,
+            )
         )
 
     agent.eval()
@@ -336,8 +374,8 @@ if __name__ == "__main__":
         return to_power(u, flat, args.relative_action).reshape(observations.shape[:2])
 
     eval_start = time.time()
-    result = evaluation.evaluate_multi_cell_policy(
-        policy, evaluation.env_kwargs(args.env), episodes=args.eval_episodes, seed=args.eval_seed
+    result = evaluation.evaluate_policy(
+        policy, args.env_id, evaluation.env_kwargs(args.env), episodes=args.eval_episodes, seed=args.eval_seed
     )
     path = evaluation.write_eval(run_dir / "eval.json", result, "ippo", run_name, asdict(args))
     print(f"eval_seconds {time.time() - eval_start:.1f}")
@@ -346,7 +384,7 @@ if __name__ == "__main__":
     print(f"test-split PSNR {result['psnr']['mean']:.2f} dB (per agent {per_agent}) over {result['episodes']} episodes")
     print(f"-> {path}")
     if args.capture_video:
-        evaluation.record_multi_cell_gifs(policy, evaluation.env_kwargs(args.env), Path("videos") / run_name)
+        evaluation.record_gifs(policy, args.env_id, evaluation.env_kwargs(args.env), Path("videos") / run_name)
     writer.close()
     if tracking is not None:
         tracking.finish()

@@ -18,8 +18,11 @@ from __future__ import annotations
 import json
 import random
 import time
+import types
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -29,10 +32,14 @@ import tyro
 from gymnasium.vector import AutoresetMode
 from torch.distributions.normal import Normal
 from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
 
 import meg_gym  # noqa: F401  (registers the environments)
 from meg_gym import evaluation
 from meg_gym.config import PowerControlConfig
+from meg_gym.envs.power_control import FAIR_SHARE, OBS_NAMES
+
+ALGORITHM = "ppo"
 
 
 @dataclass
@@ -159,14 +166,35 @@ class Agent(nn.Module):
         return self.actor_mean(self.normalise(obs))
 
 
-FAIR_SHARE = 3  # observation index: energy left / (blocks left x peak block energy)
-
-
 def to_power(u: np.ndarray, obs: np.ndarray, relative: bool) -> np.ndarray:
     """The Gaussian sample u -> the power fraction sent to the environment, in [0, 1]."""
     if relative:
         return np.clip(obs[:, FAIR_SHARE : FAIR_SHARE + 1] * np.exp(np.clip(u, -20.0, 20.0)), 0.0, 1.0)
     return 1.0 / (1.0 + np.exp(-u))
+
+
+def load_policy(run_dir: str | Path) -> Callable[[np.ndarray, Any], np.ndarray]:
+    """The deterministic policy (the mean action) of a run saved with --save-model: ``policy(obs, env) -> powers``.
+
+    Reads only the run's model.json and model.safetensors (no stored code runs). Observations may carry any
+    leading axes (environments, agents); the powers keep them.
+    """
+    meta, state = evaluation.load_saved_run(run_dir, "model.safetensors")
+    settings = types.SimpleNamespace(**{**asdict(Args()), **meta["args"]})
+    agent = Agent(int(meta.get("obs_dim", len(OBS_NAMES))), settings.init_log_std)
+    try:
+        agent.load_state_dict(state)
+    except RuntimeError as err:
+        raise SystemExit(f"{run_dir}: the saved agent does not fit this version's network ({err})") from err
+    agent.eval()
+
+    def policy(obs: np.ndarray, env: Any) -> np.ndarray:
+        flat = np.asarray(obs, dtype=np.float32).reshape(-1, obs.shape[-1])
+        with torch.no_grad():
+            u = agent.act(torch.as_tensor(flat)).numpy()
+        return to_power(u, flat, settings.relative_action).reshape(obs.shape[:-1])
+
+    return policy
 
 
 if __name__ == "__main__":
@@ -220,6 +248,9 @@ if __name__ == "__main__":
         start_iteration, global_step = int(state["iteration"]) + 1, int(state["global_step"])
         print(f"resumed {run_name} at iteration {start_iteration}, step {global_step}")
     start_time, start_step = time.time(), global_step
+    progress = tqdm(
+        total=args.num_iterations * args.num_steps * args.num_envs, initial=global_step, unit="step", mininterval=2.0
+    )
     next_obs, _ = envs.reset(seed=args.seed + 1000 * (start_iteration - 1))
     next_obs = torch.tensor(next_obs, device=device)
     next_done = torch.zeros(args.num_envs, device=device)
@@ -317,12 +348,13 @@ if __name__ == "__main__":
         writer.add_scalar("losses/explained_variance", explained_var, global_step)
         sps = int((global_step - start_step) / (time.time() - start_time))
         writer.add_scalar("charts/SPS", sps, global_step)
-        if iteration % 10 == 0 or iteration == args.num_iterations:
-            print(f"iteration {iteration}/{args.num_iterations}, step {global_step}, SPS {sps}")
+        progress.update(global_step - progress.n)
+        progress.set_postfix(SPS=sps, refresh=False)
         if args.save_model and (iteration % 20 == 0 or iteration == args.num_iterations):
             run_dir.mkdir(parents=True, exist_ok=True)
             state = {"agent": agent.state_dict(), "optimizer": optimizer.state_dict()}
             torch.save({**state, "iteration": iteration, "global_step": global_step}, checkpoint)
+    progress.close()
     envs.close()
 
     if args.save_model:
@@ -330,7 +362,10 @@ if __name__ == "__main__":
 
         save_file({k: v.contiguous() for k, v in agent.state_dict().items()}, str(run_dir / "model.safetensors"))
         (run_dir / "model.json").write_text(
-            json.dumps({"algorithm": "ppo", "obs_dim": obs_dim, "args": asdict(args)}, default=str)
+            json.dumps(
+                {"algorithm": ALGORITHM, "learner": Path(__file__).stem, "obs_dim": obs_dim, "args": asdict(args)},
+                default=str,
+            )
         )
 
     agent.eval()

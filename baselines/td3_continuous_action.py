@@ -15,8 +15,11 @@ from __future__ import annotations
 import json
 import random
 import time
+import types
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -26,10 +29,14 @@ import torch.nn.functional as F
 import tyro
 from gymnasium.vector import AutoresetMode
 from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
 
 import meg_gym  # noqa: F401  (registers the environments)
 from meg_gym import evaluation
-from meg_gym.config import PowerControlConfig
+from meg_gym.config import PowerControlConfig, config_from_kwargs
+from meg_gym.envs.power_control import FAIR_SHARE, make_spaces
+
+ALGORITHM = "td3"
 
 
 @dataclass
@@ -99,9 +106,7 @@ class Args:
     """first seed of the final evaluation"""
 
 
-FAIR_SHARE = 3  # observation index: energy left / (blocks left x peak block energy)
-
-
+# Copied from baselines/ddpg_continuous_action.py
 def to_power(action: np.ndarray, obs: np.ndarray, args: Args) -> np.ndarray:
     """The actor's output in [0, 1] -> the power fraction sent to the environment."""
     if not args.relative_action:
@@ -109,6 +114,7 @@ def to_power(action: np.ndarray, obs: np.ndarray, args: Args) -> np.ndarray:
     return np.clip(obs[:, FAIR_SHARE : FAIR_SHARE + 1] * np.exp(args.log_range * (2.0 * action - 1.0)), 0.0, 1.0)
 
 
+# Copied from baselines/ddpg_continuous_action.py
 class ReplayBuffer:
     def __init__(self, size: int, obs_dim: int):
         self.obs = np.zeros((size, obs_dim), dtype=np.float32)
@@ -131,6 +137,7 @@ class ReplayBuffer:
         return tuple(torch.as_tensor(a, device=device) for a in arrays)
 
 
+# Copied from baselines/ddpg_continuous_action.py
 class ObsScaler(nn.Module):
     """Maps the bounded observation space to about [-1, 1]."""
 
@@ -143,6 +150,7 @@ class ObsScaler(nn.Module):
         return 2.0 * (obs - self.low) / (self.high - self.low) - 1.0
 
 
+# Copied from baselines/ddpg_continuous_action.py
 class QNetwork(nn.Module):
     def __init__(self, space: gym.spaces.Box):
         super().__init__()
@@ -155,6 +163,7 @@ class QNetwork(nn.Module):
         return self.net(torch.cat([self.scale(obs), 2.0 * action - 1.0], 1))
 
 
+# Copied from baselines/ddpg_continuous_action.py
 class Actor(nn.Module):
     def __init__(self, space: gym.spaces.Box):
         super().__init__()
@@ -165,6 +174,29 @@ class Actor(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return 0.5 * self.net(self.scale(obs)) + 0.5  # [-1, 1] -> the action range [0, 1]
+
+
+# Copied from baselines/ddpg_continuous_action.py
+def load_policy(run_dir: str | Path) -> Callable[[np.ndarray, Any], np.ndarray]:
+    """The deterministic policy of a run saved with --save-model: ``policy(obs, env) -> powers``.
+
+    Reads only the run's model.json and actor.safetensors (no stored code runs).
+    """
+    meta, state = evaluation.load_saved_run(run_dir, "actor.safetensors")
+    settings = types.SimpleNamespace(**{**asdict(Args()), **meta["args"]})
+    config = config_from_kwargs(PowerControlConfig, {k: v for k, v in settings.env.items() if k != "split"})
+    actor = Actor(make_spaces(config)[0])
+    try:
+        actor.load_state_dict(state)
+    except RuntimeError as err:
+        raise SystemExit(f"{run_dir}: the saved actor does not fit this version's network ({err})") from err
+    actor.eval()
+
+    def policy(obs: np.ndarray, env: Any) -> np.ndarray:
+        with torch.no_grad():
+            return to_power(actor(torch.as_tensor(obs, dtype=torch.float32)).numpy(), obs, settings)
+
+    return policy
 
 
 if __name__ == "__main__":
@@ -229,7 +261,8 @@ if __name__ == "__main__":
         global_step, updates = int(state["global_step"]), int(state["updates"])
         print(f"resumed {run_name} at step {global_step} (the replay memory starts empty again)")
     start_time, start_step, owed = time.time(), global_step, 0.0
-    last_log = last_print = global_step
+    last_log = global_step
+    progress = tqdm(total=args.total_timesteps, initial=global_step, unit="step", mininterval=2.0)
     obs, _ = envs.reset(seed=args.seed + global_step)
     while global_step < args.total_timesteps:
         if global_step < args.learning_starts:
@@ -240,6 +273,7 @@ if __name__ == "__main__":
             actions = np.clip(actions + np.random.normal(0.0, args.exploration_noise, actions.shape), 0.0, 1.0)
         next_obs, rewards, terminations, truncations, infos = envs.step(to_power(actions, obs, args))
         global_step += args.num_envs
+        progress.update(args.num_envs)
         real_next_obs = next_obs.copy()
         if "final_info" in infos:
             mask = infos["_final_info"]
@@ -284,14 +318,13 @@ if __name__ == "__main__":
                 writer.add_scalar("losses/qf2_loss", qf2_loss.item(), global_step)
                 writer.add_scalar("losses/actor_loss", actor_loss.item(), global_step)
                 writer.add_scalar("charts/SPS", sps, global_step)
-                if global_step - last_print >= 10_000:
-                    last_print = global_step
-                    print(f"step {global_step}, SPS {sps}")
+                progress.set_postfix(SPS=sps, refresh=False)
         if args.save_model and (global_step % 20_000 < args.num_envs or global_step >= args.total_timesteps):
             run_dir.mkdir(parents=True, exist_ok=True)
             state = {name: m.state_dict() for name, m in modules.items()}
             state.update(q_optimizer=q_optimizer.state_dict(), actor_optimizer=actor_optimizer.state_dict())
             torch.save({**state, "global_step": global_step, "updates": updates}, checkpoint)
+    progress.close()
     envs.close()
 
     if args.save_model:
@@ -299,7 +332,9 @@ if __name__ == "__main__":
 
         run_dir.mkdir(parents=True, exist_ok=True)
         save_file({k: v.contiguous() for k, v in actor.state_dict().items()}, str(run_dir / "actor.safetensors"))
-        (run_dir / "model.json").write_text(json.dumps({"algorithm": "td3", "args": asdict(args)}, default=str))
+        (run_dir / "model.json").write_text(
+            json.dumps({"algorithm": ALGORITHM, "learner": Path(__file__).stem, "args": asdict(args)}, default=str)
+        )
 
     actor.eval()
 

@@ -1,7 +1,8 @@
 """meg-gym: reinforcement-learning benchmark environments for mobile-edge generation (MEG).
 
 ``import meg_gym`` stays light: it imports neither torch's model libraries (diffusers, transformers) nor
-the assets. Environments register here with string entry points, so their modules load on ``gym.make``.
+the assets. The Gymnasium environments of the table in :mod:`meg_gym.registry` register here with string
+entry points, so their modules load on ``gym.make``.
 """
 
 from __future__ import annotations
@@ -18,13 +19,16 @@ ASSETS_DIR = Path(__file__).resolve().parent / "assets"
 def _register_envs() -> None:
     from gymnasium.envs.registration import register, registry
 
-    if "MEG-PowerControl-v0" not in registry:
-        register(
-            id="MEG-PowerControl-v0",
-            entry_point="meg_gym.envs.power_control:PowerControlEnv",
-            vector_entry_point="meg_gym.envs.power_control:PowerControlVectorEnv",
-            max_episode_steps=None,
-        )
+    from meg_gym.registry import ENVIRONMENTS
+
+    for spec in ENVIRONMENTS:
+        if not spec.multi_agent and spec.env_id not in registry:
+            register(
+                id=spec.env_id,
+                entry_point=spec.env_class,
+                vector_entry_point=spec.vector_class,
+                max_episode_steps=None,
+            )
 
 
 _register_envs()

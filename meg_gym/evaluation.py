@@ -7,7 +7,10 @@ the policy's actions, so the figures do not depend on the batch size. Learned po
 
 A policy is any callable ``policy(obs, env) -> actions``: ``obs`` is the (num_envs, obs_dim) batch and
 ``env`` the vector env (causal policies ignore it; the non-causal oracle reads the episode's channel from it);
-it returns powers as fractions of peak, shape (num_envs, 1) or (num_envs,).
+it returns powers as fractions of peak, shape (num_envs, 1) or (num_envs,). On a multi-agent environment
+(``multi_agent`` in :mod:`meg_gym.registry`) observations are (num_envs, num_agents, obs_dim) and powers
+(num_envs, num_agents); an episode's figures are the means over its agents, and ``per_agent`` keeps each one's.
+The protocol always computes every quality metric (``info_metrics`` is not passed on).
 
 eval.json (``schema == "meg-gym-eval/1"``), the keys :func:`validate_eval` checks:
 
@@ -40,16 +43,20 @@ from typing import Any
 import numpy as np
 
 from meg_gym.config import PowerControlConfig
+from meg_gym.registry import environment, load
 
 __all__ = [
     "DEFAULT_EVAL_EPISODES",
     "EVAL_SEED",
     "SCHEMA",
     "PolicyRunArgs",
-    "evaluate_multi_cell_policy",
+    "config_class",
     "evaluate_policy",
-    "run_policy",
     "git_commit",
+    "load_saved_run",
+    "read_model_json",
+    "record_gifs",
+    "run_policy",
     "validate_eval",
     "write_eval",
 ]
@@ -90,34 +97,15 @@ def evaluate_policy(
     num_envs: int = 64,
 ) -> dict[str, Any]:
     """Run ``episodes`` test-split episodes and return the per-episode metrics (the body of eval.json)."""
-    import gymnasium as gym
-
-    import meg_gym  # noqa: F401  (registers the environments)
     from meg_gym.cache import cache_fingerprint
 
-    env_kwargs = {k: v for k, v in (env_kwargs or {}).items() if k != "split"}
+    spec = environment(env_id)
+    env_kwargs = {k: v for k, v in (env_kwargs or {}).items() if k not in ("split", "info_metrics")}
     num_envs = max(1, min(num_envs, episodes))
-    env = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", split="test", **env_kwargs)
-    per_episode: dict[str, list] = {k: [] for k in _METRICS}
-    budget = None
-    config = getattr(env.unwrapped, "config", None)
+    run = _run_multi_agent if spec.multi_agent else _run_single_agent
+    env = spec.vector_type()(num_envs=num_envs, split="test", **env_kwargs)
     try:
-        for start in range(0, episodes, num_envs):
-            obs, _ = env.reset(seed=seed + start)
-            done = np.zeros(num_envs, dtype=bool)
-            final: dict[str, np.ndarray] = {}
-            while not done.all():
-                actions = np.asarray(policy(obs, env), dtype=np.float32).reshape(num_envs, 1)
-                obs, _, terminated, truncated, info = env.step(actions)
-                ended = (terminated | truncated) & ~done
-                for key in _METRICS:
-                    if key in info:
-                        final.setdefault(key, np.zeros(num_envs))[ended] = info[key][ended]
-                budget = float(info["energy_budget"][ended][0]) if ended.any() else budget
-                done |= ended
-            count = min(num_envs, episodes - start)
-            for key in _METRICS:
-                per_episode[key].extend(final[key][:count].tolist())
+        per_episode, budget, extra = run(env, policy, episodes, seed, num_envs)
     finally:
         env.close()
     summary = {
@@ -127,45 +115,39 @@ def evaluate_policy(
         "schema": SCHEMA,
         "env_id": env_id,
         "env_kwargs": {**env_kwargs, "split": "test"},
-        "env_config": config.to_dict() if config is not None else None,
-        "cache_sha256": cache_fingerprint(getattr(config, "cache_dir", None)),
+        "env_config": env.config.to_dict(),
+        "cache_sha256": cache_fingerprint(env.config.cache_dir),
         "episodes": episodes,
         "seeds": [seed + j for j in range(episodes)],
         **summary,
         "energy_budget": budget,
+        **extra,
     }
 
 
-MULTI_CELL_ID = "MEG-MultiCell-v0"
+def _run_single_agent(env: Any, policy: Callable, episodes: int, seed: int, num_envs: int):
+    per_episode: dict[str, list] = {k: [] for k in _METRICS}
+    budget = None
+    for start in range(0, episodes, num_envs):
+        obs, _ = env.reset(seed=seed + start)
+        done = np.zeros(num_envs, dtype=bool)
+        final: dict[str, np.ndarray] = {}
+        while not done.all():
+            actions = np.asarray(policy(obs, env), dtype=np.float32).reshape(num_envs, 1)
+            obs, _, terminated, truncated, info = env.step(actions)
+            ended = (terminated | truncated) & ~done
+            for key in _METRICS:
+                if key in info:
+                    final.setdefault(key, np.zeros(num_envs))[ended] = info[key][ended]
+            budget = float(info["energy_budget"][ended][0]) if ended.any() else budget
+            done |= ended
+        count = min(num_envs, episodes - start)
+        for key in _METRICS:
+            per_episode[key].extend(final[key][:count].tolist())
+    return per_episode, budget, {}
 
 
-def config_class(env_id: str) -> type:
-    """The settings dataclass of an environment id."""
-    if env_id == MULTI_CELL_ID:
-        from meg_gym.envs.multi_cell import MultiCellConfig
-
-        return MultiCellConfig
-    return PowerControlConfig
-
-
-def evaluate_multi_cell_policy(
-    policy: Callable[[np.ndarray, Any], Any],
-    env_kwargs: dict[str, Any] | None = None,
-    episodes: int = DEFAULT_EVAL_EPISODES,
-    seed: int = EVAL_SEED,
-    num_envs: int = 64,
-) -> dict[str, Any]:
-    """The held-out protocol on MEG-MultiCell-v0: the eval.json body, plus every agent's own figures.
-
-    ``policy(obs, env)`` maps observations (num_envs, N, obs_dim) to powers (num_envs, N). An episode's
-    quality, psnr, ssim and energy_used are the means over its N links; ``per_agent`` keeps each link's.
-    """
-    from meg_gym.cache import cache_fingerprint
-    from meg_gym.envs.multi_cell import MultiCellVectorEnv
-
-    env_kwargs = {k: v for k, v in (env_kwargs or {}).items() if k != "split"}
-    num_envs = max(1, min(num_envs, episodes))
-    env = MultiCellVectorEnv(num_envs=num_envs, split="test", **env_kwargs)
+def _run_multi_agent(env: Any, policy: Callable, episodes: int, seed: int, num_envs: int):
     per_episode: dict[str, list] = {k: [] for k in _METRICS}
     per_agent: dict[str, list] = {k: [] for k in _METRICS}
     for start in range(0, episodes, num_envs):
@@ -180,22 +162,56 @@ def evaluate_multi_cell_policy(
             per_episode[key].extend(values.mean(axis=1).tolist())
             per_agent[key].append(values)
     budget = float(info["final_info"]["energy_budget"][0, 0])
-    summary = {
-        k: {"mean": float(np.mean(v)), "std": float(np.std(v)), "per_episode": v} for k, v in per_episode.items()
-    }
     agents = {k: np.concatenate(v) for k, v in per_agent.items()}
-    return {
-        "schema": SCHEMA,
-        "env_id": MULTI_CELL_ID,
-        "env_kwargs": {**env_kwargs, "split": "test"},
-        "env_config": env.config.to_dict(),
-        "cache_sha256": cache_fingerprint(env.config.cache_dir),
-        "episodes": episodes,
-        "seeds": [seed + j for j in range(episodes)],
-        **summary,
-        "energy_budget": budget,
-        "per_agent": {k: {"mean": v.mean(axis=0).tolist(), "std": v.std(axis=0).tolist()} for k, v in agents.items()},
+    extra = {
+        "per_agent": {k: {"mean": v.mean(axis=0).tolist(), "std": v.std(axis=0).tolist()} for k, v in agents.items()}
     }
+    return per_episode, budget, extra
+
+
+def config_class(env_id: str) -> type:
+    """The settings dataclass of an environment id."""
+    return environment(env_id).config_type()
+
+
+def read_model_json(run_dir: Path | str) -> dict[str, Any]:
+    """The model.json of a learner run saved with ``--save-model``: the algorithm, its file and its arguments.
+
+    A missing or unreadable file raises SystemExit saying what is wrong and how to re-save the run.
+    """
+    run_dir = Path(run_dir)
+    meta_path = run_dir / "model.json"
+    if not meta_path.is_file():
+        raise SystemExit(
+            f"{run_dir} has no model.json: it is not a learner run saved with --save-model. "
+            f"Train with e.g. `python baselines/ppo_continuous_action.py --save-model --run-name {run_dir.name}`."
+        )
+    try:
+        meta = json.loads(meta_path.read_text())
+        if not isinstance(meta.get("args"), dict) or not isinstance(meta["args"].get("env", {}), dict):
+            raise KeyError("args")
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as err:
+        raise SystemExit(f"{meta_path} is not a valid model.json ({err}); re-save the run with --save-model") from err
+    return meta
+
+
+def load_saved_run(run_dir: Path | str, weights_name: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(model.json's contents, the weights) of a learner run saved with ``--save-model``.
+
+    Only model.json and the safetensors file are read, so loading a run executes no stored code. A missing or
+    damaged file raises SystemExit saying what is wrong and how to re-save the run.
+    """
+    from safetensors.torch import load_file
+
+    meta = read_model_json(run_dir)
+    weights = Path(run_dir) / weights_name
+    if not weights.is_file():
+        raise SystemExit(f"{run_dir} has no {weights_name}; re-run the baseline with --save-model")
+    try:
+        state = load_file(str(weights))
+    except Exception as err:  # safetensors raises its own error types for damaged files
+        raise SystemExit(f"{weights} could not be read ({err}); re-run the baseline with --save-model") from err
+    return meta, state
 
 
 def validate_eval(data: dict[str, Any]) -> None:
@@ -276,49 +292,34 @@ def record_gifs(
     episodes: int = 3,
     seed: int = EVAL_SEED,
 ) -> list[Path]:
-    """Animated GIFs (Pillow) of test episodes: the env's rgb_array frames, one per block."""
-    import gymnasium as gym
-
-    import meg_gym  # noqa: F401
-
+    """Animated GIFs (Pillow) of test episodes: the env's rgb_array frames, one per block (every agent's on one)."""
+    spec = environment(env_id)
     kwargs = {**{k: v for k, v in env_kwargs.items() if k != "split"}, "split": "test"}
-    env = gym.make_vec(env_id, num_envs=1, vectorization_mode="vector_entry_point", render_mode="rgb_array", **kwargs)
+    if spec.multi_agent:  # the PettingZoo env draws every agent's link in one frame
+        env = load(spec.env_class)(render_mode="rgb_array", **kwargs)
+    else:
+        env = spec.vector_type()(num_envs=1, render_mode="rgb_array", **kwargs)
     paths = []
     for e in range(episodes):
         obs, _ = env.reset(seed=seed + e)
-        frames, done = [env.render()[0]], False
+        frames, done = [_frame(env, spec.multi_agent)], False
         while not done:
-            obs, _, terminated, truncated, _ = env.step(np.asarray(policy(obs, env), dtype=np.float32).reshape(1, 1))
-            frames.append(env.render()[0])
-            done = bool(terminated[0] or truncated[0])
+            if spec.multi_agent:  # one batch of every agent's observation, as the vector env gives it
+                batch = np.stack([obs[a] for a in env.agents])[None]
+                powers = np.asarray(policy(batch, env), dtype=np.float64).reshape(-1)
+                obs, *_ = env.step({a: powers[i : i + 1] for i, a in enumerate(env.agents)})
+                done = not env.agents
+            else:
+                obs, _, terminated, truncated, _ = env.step(np.asarray(policy(obs, env), np.float32).reshape(1, 1))
+                done = bool(terminated[0] or truncated[0])
+            frames.append(_frame(env, spec.multi_agent))
         paths.append(_write_gif(frames, Path(folder) / f"episode-{e}.gif"))
     env.close()
     return paths
 
 
-def record_multi_cell_gifs(
-    policy: Callable[[np.ndarray, Any], Any],
-    env_kwargs: dict[str, Any],
-    folder: Path | str,
-    episodes: int = 2,
-    seed: int = EVAL_SEED,
-) -> list[Path]:
-    """Animated GIFs of MEG-MultiCell test episodes (every link's frame, one frame per block)."""
-    from meg_gym.envs.multi_cell import parallel_env
-
-    kwargs = {**{k: v for k, v in env_kwargs.items() if k != "split"}, "split": "test"}
-    env = parallel_env(render_mode="rgb_array", **kwargs)
-    paths = []
-    for e in range(episodes):
-        obs, _ = env.reset(seed=seed + e)
-        frames = [env.render()]
-        while env.agents:
-            batch = np.stack([obs[a] for a in env.agents])[None]
-            powers = np.asarray(policy(batch, env), dtype=np.float64).reshape(-1)
-            obs, *_ = env.step({a: powers[i : i + 1] for i, a in enumerate(env.agents)})
-            frames.append(env.render())
-        paths.append(_write_gif(frames, Path(folder) / f"episode-{e}.gif"))
-    return paths
+def _frame(env: Any, multi_agent: bool) -> np.ndarray:
+    return env.render() if multi_agent else env.render()[0]
 
 
 def start_tracking(args: Any, run_name: str, project: str, entity: str | None) -> Any:
@@ -375,7 +376,7 @@ class PolicyRunArgs:
     env_id: str = "MEG-PowerControl-v0"
     """the environment id"""
     env: PowerControlConfig = field(default_factory=PowerControlConfig)
-    """environment settings (the split is always "test" for evaluation)"""
+    """environment settings (the split is always "test" for evaluation); a multi-agent file narrows the type"""
     eval_episodes: int = DEFAULT_EVAL_EPISODES
     """test-split episodes"""
     eval_seed: int = EVAL_SEED
@@ -391,18 +392,13 @@ def run_policy(args: PolicyRunArgs, policy: Callable[[np.ndarray, Any], Any], po
     tracking = start_tracking(args, run_name, args.wandb_project_name, args.wandb_entity) if args.track else None
     writer = SummaryWriter(str(run_dir))
     kwargs = env_kwargs(args.env)
-    if args.env_id == MULTI_CELL_ID:
-        result = evaluate_multi_cell_policy(policy, kwargs, args.eval_episodes, args.eval_seed)
-    else:
-        result = evaluate_policy(policy, args.env_id, kwargs, args.eval_episodes, args.eval_seed)
+    result = evaluate_policy(policy, args.env_id, kwargs, args.eval_episodes, args.eval_seed)
     path = write_eval(run_dir / "eval.json", result, policy_name, run_name, asdict(args))
     log_eval(writer, result)
     print(
         f"{policy_name}: test-split PSNR {result['psnr']['mean']:.2f} dB over {result['episodes']} episodes -> {path}"
     )
-    if args.capture_video and args.env_id == MULTI_CELL_ID:
-        record_multi_cell_gifs(policy, kwargs, Path("videos") / run_name, seed=args.eval_seed)
-    elif args.capture_video:
+    if args.capture_video:
         record_gifs(policy, args.env_id, kwargs, Path("videos") / run_name, seed=args.eval_seed)
     writer.close()
     if tracking is not None:

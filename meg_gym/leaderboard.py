@@ -34,12 +34,13 @@ import numpy as np
 import tyro
 
 from meg_gym import evaluation
+from meg_gym.registry import ENVIRONMENTS, environment
 
 # meg_gym.cache (torch), rliable and matplotlib are imported inside the functions that use them
 
 LEADERBOARD_SCHEMA = "meg-gym-leaderboard/1"
-ORACLE, STATIC = "oracle", "static"
-ENV_ID = "MEG-PowerControl-v0"  # the profile figure covers this environment (the one with an oracle)
+# the profile figure covers the first environment of the table with an upper reference
+PROFILE_ENV_ID = next(spec.env_id for spec in ENVIRONMENTS if spec.upper_reference)
 UNRECORDED = "unrecorded"
 
 
@@ -183,8 +184,10 @@ def build_tables(records: list[dict[str, Any]], reps: int, seed: int) -> list[di
             by_entry.setdefault(entry_name(r), []).append(r)
         scores = {name: np.array([[r["psnr"]] for r in rs]) for name, rs in by_entry.items()}
         estimates = interval_estimates(scores, reps, seed)
-        oracle = np.mean([r["psnr"] for r in by_entry.get(ORACLE, [])]) if ORACLE in by_entry else None
-        static = np.mean([r["psnr"] for r in by_entry.get(STATIC, [])]) if STATIC in by_entry else None
+        spec = environment(env_id)
+        upper, baseline = spec.upper_reference, spec.baseline_policy
+        oracle = np.mean([r["psnr"] for r in by_entry[upper]]) if upper in by_entry else None
+        static = np.mean([r["psnr"] for r in by_entry[baseline]]) if baseline in by_entry else None
         gaps = interval_estimates({n: oracle - s for n, s in scores.items()}, reps, seed) if oracle is not None else {}
         rows = []
         for name, rs in by_entry.items():
@@ -224,7 +227,9 @@ def performance_profile(tables: list[dict[str, Any]], path: Path) -> list[str]:
     from rliable import library as rly
     from rliable import plot_utils
 
-    usable = [t for t in tables if all(row["normalised"] is not None for row in t["rows"]) and t["env_id"] == ENV_ID]
+    usable = [
+        t for t in tables if all(row["normalised"] is not None for row in t["rows"]) and t["env_id"] == PROFILE_ENV_ID
+    ]
     if not usable:
         return []
     names = set.intersection(*({row["policy"] for row in t["rows"]} for t in usable))
@@ -245,7 +250,7 @@ def performance_profile(tables: list[dict[str, Any]], path: Path) -> list[str]:
         xlabel=r"oracle-normalised score $\tau$ (0 = static power, 1 = oracle)", ax=ax,
     )  # fmt: skip
     ax.legend([plt.Line2D([0], [0], color=colors[n], lw=2) for n in scores], list(scores), loc="lower left", fontsize=8)
-    ax.set_title(f"Performance profiles over {len(usable)} configuration(s) of {ENV_ID}", fontsize=10)
+    ax.set_title(f"Performance profiles over {len(usable)} configuration(s) of {PROFILE_ENV_ID}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -114,7 +114,8 @@ def ssim(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> t
     """
     pred, target = _check_pair(pred, target, data_range, min_size=_SSIM_KERNEL)
     ssim_of = _tm_image().structural_similarity_index_measure
-    # per-image values, computed in small batches: on CPU 16 images at a time run 2.7x faster than 64
+    # per-image values, computed in small batches: on CPU they run faster per image than one large batch
+    # (16 at a time was chosen by timing at commit 4f2c706)
     return torch.cat(
         [
             ssim_of(

@@ -1,6 +1,6 @@
 """Speed of MEG-PowerControl-v0 against its peers and its compute floor; writes docs/benchmarks.md (+ .json).
 
-    python scripts/benchmark.py                 # the full run (about 25 minutes on 2 CPU cores)
+    python scripts/benchmark.py                 # the full run (docs/benchmarks.md's header says how long it took)
     python scripts/benchmark.py --quick         # short timings and a short soak, output under /tmp
 
 Measured, all with random actions on the default configuration (train prompts, 8 blocks, seed 1/4):
@@ -19,6 +19,7 @@ Timings are wall-clock medians of --repeats runs of --seconds each, after a warm
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import platform
 import resource
@@ -59,6 +60,8 @@ class Args:
     """1 s timings, one repeat, a 20k-step soak, output under /tmp"""
     render_only: bool = False
     """only rewrite the page from the stored benchmarks.json (after a change to the text)"""
+    info_metrics_only: bool = False
+    """only measure what computing fewer metrics gains (reward latent-mse, no image metrics); prints, writes nothing"""
 
 
 def rss_mb() -> float:
@@ -116,6 +119,30 @@ def vector_rates(args: Args) -> dict:
         native.close()
         print(f"N={n}: sync {out['sync'][n]:,.0f}, native {out['native'][n]:,.0f} steps/s", flush=True)
     return out
+
+
+INFO_METRIC_SETTINGS = {
+    "default (reward psnr; psnr, ssim, latent_mse)": {},
+    "reward latent-mse, default metrics": {"reward": "latent-mse"},
+    "reward latent-mse, info_metrics=()": {"reward": "latent-mse", "info_metrics": ()},
+}
+
+
+def info_metrics_rates(args: Args) -> dict[str, float]:
+    """Native VectorEnv(64) steps/s under each of INFO_METRIC_SETTINGS, timed in alternation in one run."""
+    receiver_for(PowerControlConfig()).decode_all_references()
+    envs = {
+        name: gym.make_vec(ENV_ID, num_envs=64, vectorization_mode="vector_entry_point", **kwargs)
+        for name, kwargs in INFO_METRIC_SETTINGS.items()
+    }
+    rates: dict[str, list[float]] = {name: [] for name in envs}
+    one = dataclasses.replace(args, repeats=1)
+    for _ in range(args.repeats):  # alternate, so that a drift of the machine's speed hits every setting alike
+        for name, env in envs.items():
+            rates[name].append(env_rate(env, 64, one, vector=True))
+    for env in envs.values():
+        env.close()
+    return {name: float(np.median(r)) for name, r in rates.items()}
 
 
 def compute_floor(num_envs: int, args: Args) -> dict:
@@ -245,14 +272,14 @@ def render(r: dict, args: Args) -> str:
         f"| compute floor (8 steps per episode) | {floor['steps_per_s']:,.0f} |",
         f"| native VectorEnv(64) | {native64:,.0f} ({native64 / floor['steps_per_s']:.0%} of the floor) |",
         "",
-        "The two rates are separate timing runs; they differ by up to about 10% from run to run, so a figure "
-        "near or above 100% means the environment runs at the floor: what remains per step (channel draws in "
-        "numpy, energy accounting, info arrays) is within that noise.",
+        "The two rates are separate timing runs, each with its own run-to-run noise, so a figure near or "
+        "above 100% means the environment runs at the floor: what remains per step (channel draws in numpy, "
+        "energy accounting, info arrays) is within that noise.",
         "",
         "Why native / sync stays far below 10x here: a single env is already cheap. SyncVectorEnv(64) takes "
         f"{1000 / v['sync']['64']:.2f} ms per step, and the compute floor {1000 / floor['steps_per_s']:.2f} ms, "
         f"so even an environment at the floor would be only {floor['steps_per_s'] / v['sync']['64']:.1f}x sync. "
-        "Almost all of either is the VAE decoder, which on 2 CPU cores gains only "
+        f"Almost all of either is the VAE decoder, which with {r['threads']} torch threads gains only "
         f"{floor['ms_per_episode']['VAE decode one image at a time'] / floor['ms_per_episode']['VAE decode']:.1f}x "
         "per image from batching (one image at a time vs batches of 8 in channels-last). The native env's edge "
         "comes from that batching and from sharing the per-step work; the 10x of a GPU, where batching "
@@ -270,6 +297,21 @@ def render(r: dict, args: Args) -> str:
         f"| live generation | {live['live_episodes_per_s']:,.1f} |",
         f"| ratio | {live['ratio']:.0f}x |",
         "",
+    ]
+    if "info_metrics" in r:  # measured from 2026-11-29 on
+        base = next(iter(r["info_metrics"].values()))
+        lines += [
+            "## Computing only the metrics asked for",
+            "",
+            'Native VectorEnv(64), timed in alternation in one run. With `reward="latent-mse"` and '
+            "`info_metrics=()` no image is decoded at all.",
+            "",
+            "| settings | steps/s | vs default |",
+            "|---|---|---|",
+            *(f"| {name} | {rate:,.0f} | {rate / base:.2f}x |" for name, rate in r["info_metrics"].items()),
+            "",
+        ]
+    lines += [
         "## Memory",
         "",
         f"Peak resident set of this whole benchmark process: {r['peak_rss_mb']:,.0f} MB. Long run: native "
@@ -299,6 +341,12 @@ def main(args: Args) -> None:
         args.seconds, args.repeats, args.soak_steps, args.live_episodes = 1.0, 1, 20_000, 8
         if args.output == Path("docs/benchmarks.md"):
             args.output = Path("/tmp/meg-gym-benchmarks/benchmarks.md")
+    if args.info_metrics_only:
+        rates = info_metrics_rates(args)
+        base = rates[next(iter(rates))]
+        for name, rate in rates.items():
+            print(f"{name}: {rate:,.0f} steps/s ({rate / base:.2f}x the default)")
+        return
     start = time.time()
     vector = vector_rates(args)
     vector = {"single": vector["single"], "sync": {str(k): x for k, x in vector["sync"].items()},
@@ -310,6 +358,8 @@ def main(args: Args) -> None:
     print(
         f"cached {live['cached_episodes_per_s']:.1f} vs live {live['live_episodes_per_s']:.1f} episodes/s", flush=True
     )
+    metrics = info_metrics_rates(args)
+    print(f"info metrics: {metrics}", flush=True)
     memory = soak(args)
     print(f"soak: {memory['growth_after_warmup']:+.1%} resident-set growth after warm-up", flush=True)
     sync64 = vector["sync"].get("64") or float("nan")
@@ -327,6 +377,7 @@ def main(args: Args) -> None:
         "floor": floor,
         "live": live,
         "soak": memory,
+        "info_metrics": metrics,
         "native64": native64,
         "peak_rss_mb": peak_rss_mb(),
         "targets": targets,

@@ -1,6 +1,6 @@
 """Measure the embedded generation side and write docs/generation.md (+ .json).
 
-    python scripts/evaluate_generation.py                 # full report (a few minutes on 2 cores)
+    python scripts/evaluate_generation.py                 # full report; live generation (s/image on the page) dominates
     python scripts/evaluate_generation.py --quick         # small subset, prints the table only
 
 Reports: autoencoder reconstruction PSNR on test scenes; the domain classifier's attribute accuracy on

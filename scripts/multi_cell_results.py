@@ -1,7 +1,7 @@
 """MEG-MultiCell-v0 baselines: IPPO (several seeds) vs static power vs every agent at full power; writes
 docs/multi_cell_results.md (+ .json) with the mean PSNR per agent and overall, and steps per second.
 
-    python scripts/multi_cell_results.py                         # 3 IPPO seeds of 100k steps (about 15 min)
+    python scripts/multi_cell_results.py                         # 3 IPPO seeds of 100k steps (timed on the page)
     python scripts/multi_cell_results.py --seeds 1 --ippo-steps 4096 --eval-episodes 64 --output /tmp/mc.md
 
 Runs go to runs/multicell__{policy}[__{seed}] and are reused when their eval.json exists.
@@ -143,8 +143,8 @@ def main(args: Args) -> None:
         "Per-agent columns are each agent's own mean PSNR over the test episodes (agents are exchangeable: "
         "positions are drawn afresh every episode, so the columns differ only by chance).",
         "",
-        "Other configurations of MEG-MultiCell-v0 (for instance an earlier default budget of 0.25, at which "
-        "IPPO and static power tie) are on the [leaderboard](leaderboard.md).",
+        "Other configurations of MEG-MultiCell-v0 (for instance the earlier default budget of 0.25) are on the "
+        "[leaderboard](leaderboard.md), one table per configuration and latent cache.",
         "",
         "## Speed",
         "",

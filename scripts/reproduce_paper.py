@@ -1,7 +1,7 @@
 """Reproduce the three claims of the MEG paper and write docs/reproduction.md with its figures and data.
 
-    python scripts/reproduce_paper.py                  # all three figures (about an hour on 2 CPU cores)
-    python scripts/reproduce_paper.py --figures a b    # the channel figures only (minutes)
+    python scripts/reproduce_paper.py                  # all three figures ((c) trains every learner: the long part)
+    python scripts/reproduce_paper.py --figures a b    # the channel figures only (no training)
     python scripts/reproduce_paper.py --quick          # a smoke run: few prompts, one budget, short training
 
 The paper: Zhong, Mu, Jaber, Liu, "Enabling Distributed Generative AI in 6G: Mobile-Edge Generation", IEEE

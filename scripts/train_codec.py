@@ -160,7 +160,7 @@ def train_ratio(ratio, args: Args, train: torch.Tensor, test: torch.Tensor) -> d
             )
     bar.close()
     model.eval()
-    # stored in float16 (half the bytes; the decoded latents move by ~5e-4), run in float32 by load_codec
+    # stored in float16 (half the bytes; the decoded latents change at rounding level), run in float32 by load_codec
     model.half().save_pretrained(codec_lib.codec_folder(r, args.output_dir))
     model.float()
     raw = codec_lib.RawLatent(test.shape[1:])

@@ -69,7 +69,7 @@ def test_evaluate_takes_fixed_policies_and_user_callables(tmp_path):
 @pytest.mark.parametrize(
     "policy, message",
     [
-        ("nowhere/at/all", "not a fixed baseline"),
+        ("nowhere/at/all", "not a fixed policy"),
         ("json:no_such_attribute", "has no attribute"),
         ("no_such_module_xyz:f", "cannot import"),
         ("empty_run", "no model.json"),
@@ -183,7 +183,7 @@ def test_evaluate_covers_the_multi_cell_environment(tmp_path):
         "MEG-MultiCell-v0",
         "--policy",
         "sinr-threshold",
-        "--multi-cell.num-links",
+        "--env.num-links",
         "3",
         "--eval-episodes",
         "8",
@@ -196,7 +196,7 @@ def test_evaluate_covers_the_multi_cell_environment(tmp_path):
     assert data["cache_sha256"] == cache_fingerprint()
     assert len(data["per_agent"]["psnr"]["mean"]) == 3
     wrong = run([str(ROOT / "scripts" / "evaluate.py"), "--env-id", "MEG-MultiCell-v0", "--policy", "oracle"], tmp_path)
-    assert wrong.returncode != 0 and "not a fixed baseline" in wrong.stderr
+    assert wrong.returncode != 0 and "not a fixed policy" in wrong.stderr
 
 
 def test_reproduction_figure_a_and_the_benchmark_floor_run(tmp_path):

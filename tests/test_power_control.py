@@ -290,3 +290,32 @@ def test_same_step_autoreset_reports_final_info_and_starts_the_next_episode():
     assert np.array_equal(first_obs, obs[1])
     with pytest.raises(ValueError, match="autoreset_mode"):
         PowerControlVectorEnv(num_envs=2, autoreset_mode="sometimes")
+
+
+def test_info_metrics_compute_only_what_is_asked(monkeypatch):
+    import meg_gym.generation.imaging as imaging
+
+    actions = np.full((4, 1), 0.05, dtype=np.float32)
+
+    def final_info(**kwargs):
+        env = gym.make_vec(ENV_ID, num_envs=4, vectorization_mode="vector_entry_point", split="test", **kwargs)
+        env.reset(seed=5)
+        for _ in range(8):
+            _, reward, _, _, info = env.step(actions)
+        return reward, info
+
+    default_reward, default = final_info(reward="latent-mse")
+    decodes = []
+    real_decode = imaging.decode_latents
+    monkeypatch.setattr(imaging, "decode_latents", lambda *a, **k: decodes.append(1) or real_decode(*a, **k))
+    reward, lean = final_info(reward="latent-mse", info_metrics=())
+    assert not decodes, "the VAE decoded images no metric asked for"
+    assert "psnr" not in lean and "ssim" not in lean
+    np.testing.assert_array_equal(reward, default_reward)  # the same episodes, the same reward
+    np.testing.assert_array_equal(lean["latent_mse"], default["latent_mse"])
+    _, psnr_only = final_info(info_metrics=["psnr"])
+    assert decodes and "psnr" in psnr_only and "ssim" not in psnr_only and "latent_mse" not in psnr_only
+    with pytest.raises(ValueError, match="info_metrics"):
+        gym.make(ENV_ID, info_metrics=["psnr", "fid"])
+    with pytest.raises(ValueError, match="info_metrics"):
+        gym.make(ENV_ID, info_metrics="psnr")

@@ -26,9 +26,9 @@ def to_unit(images: torch.Tensor) -> torch.Tensor:
     return images.float().add(1).div(2).clamp(0, 1)
 
 
-# On CPU the VAE decoder runs fastest in small batches with channels-last tensors: measured on 2 AMD EPYC
-# cores, the embedded decoder takes 8.2 ms/image in one batch of 64 but 3.4 ms/image in batches of 8 in
-# channels-last (results equal to 4e-6); larger batches fall out of the caches.
+# On CPU the VAE decoder runs fastest in small batches with channels-last tensors (larger batches fall out of
+# the caches; the images agree to float rounding). Batches of 8 were chosen by timing at commit 4f2c706; the
+# decode's measured cost, batched and one image at a time, is in docs/benchmarks.md.
 CPU_DECODE_BATCH = 8
 
 

@@ -99,9 +99,20 @@ class Receiver:
             return decode_latents(self.vae, latents)
 
     def references(self, idx: np.ndarray):
-        """Reference images (decoded from the clean latents), memoised as float16, returned float32."""
+        """Reference images (decoded from the clean latents), memoised as float16, returned float32.
+
+        They are decoded in fixed, aligned chunks of rows (a missing row brings its whole chunk), so each image
+        comes out of the same decoder batch whatever episodes ran before: the memoised references, and hence
+        the rewards, do not depend on a process's history.
+        """
+        from meg_gym.generation.imaging import CPU_DECODE_BATCH
+
         missing = np.unique(idx[~self._have_reference[idx]])
         if len(missing):
+            chunk = CPU_DECODE_BATCH
+            missing = np.concatenate(
+                [np.arange(c * chunk, min(c * chunk + chunk, len(self.rows))) for c in np.unique(missing // chunk)]
+            )
             images = self.decode_images(self.clean[missing])
             if self._references.shape[-1] == 0:
                 self._references = self.torch.zeros((len(self.rows), *images.shape[1:]), dtype=self.torch.float16)

@@ -1,0 +1,192 @@
+"""Fixed policies and references of the MEG environments, one table per environment family.
+
+A policy is a callable ``policy(obs, env) -> powers`` over a vector env's observation batch (see
+:mod:`meg_gym.evaluation`). Each table maps a policy's name to a factory ``make(config) -> policy`` that takes
+the environment's config; the environment table (:mod:`meg_gym.registry`) points at it, and
+``scripts/evaluate.py --policy NAME`` and the baselines/ command lines build them from there. Observation
+indices come from the environment modules.
+
+MEG-PowerControl-v0 (:data:`POWER_CONTROL_POLICIES`):
+
+- ``static``: the fair share of the energy left on every block (an equal split of the budget, capped at
+  peak power): the paper's static baseline.
+- ``channel-inversion``: truncated channel inversion, power ``fair_share / g`` so that every block arrives
+  at about the same SNR, except blocks faded more than ``cutoff_db`` below the mean gain, which get nothing
+  (A. Goldsmith, *Wireless Communications*, 2005, Sec. 4.2.4).
+- ``threshold``: ``boost x`` the fair share on blocks at least ``threshold_db`` above the mean gain,
+  ``fair_share / boost`` on the others; the last block gets everything left.
+- ``oracle``: non-causal MMSE water-filling (:func:`mmse_water_filling`) over the episode's true gains,
+  read from the env (``episode_gains``). It minimises the seed symbols' MSE, not the image PSNR, so it is an
+  upper reference for that model only, not a bound on every policy.
+
+The block's gain relative to its mean is ``g = 10^((obs[PEAK_SNR_DB] - mean peak SNR in dB) / 10)``, the
+mean peak SNR being ``peak_snr_db - path_loss_db`` (every fading model keeps E|h|^2 = 1).
+
+MEG-MultiCell-v0 (:data:`MULTI_CELL_POLICIES`), every agent on its own observation:
+
+- ``static``: the fair share of the energy left on every block;
+- ``full-power``: peak power until the budget runs out, as a selfish agent that ignores the budget and the
+  others would;
+- ``sinr-threshold``: an SINR estimate from the current own gain and the last interference,
+  ``own_snr_db - 10 log10(1 + INR)``; ``boost x`` the fair share above ``threshold_db``, ``1 / boost`` below,
+  and everything left on the last block.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from meg_gym.envs import multi_cell as mc
+from meg_gym.envs import power_control as pc
+
+__all__ = [
+    "MULTI_CELL_POLICIES",
+    "POWER_CONTROL_POLICIES",
+    "Policy",
+    "channel_inversion",
+    "mmse_water_filling",
+    "multi_cell_static",
+    "multi_cell_full_power",
+    "oracle",
+    "sinr_threshold",
+    "static_power",
+    "threshold",
+]
+
+Policy = Callable[[np.ndarray, Any], np.ndarray]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# MEG-PowerControl-v0
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def static_power(obs: np.ndarray, env: Any) -> np.ndarray:
+    """Equal energy per block: the fair share of the energy left, as a fraction of peak power."""
+    return np.clip(obs[:, pc.FAIR_SHARE], 0.0, 1.0)[:, None]
+
+
+def _relative_gain_db(obs: np.ndarray, config: Any) -> np.ndarray:
+    return obs[:, pc.PEAK_SNR_DB] - (config.peak_snr_db - config.path_loss_db)
+
+
+def _last_block(blocks_left: np.ndarray, num_blocks: int) -> np.ndarray:
+    return blocks_left * num_blocks <= 1.0 + 1e-6
+
+
+def channel_inversion(config: Any, cutoff_db: float = -10.0) -> Policy:
+    """Truncated channel inversion: ``fair_share / g`` above ``cutoff_db`` (dB relative to the mean gain), else 0."""
+
+    def policy(obs: np.ndarray, env: Any) -> np.ndarray:
+        relative_db = _relative_gain_db(obs, config)
+        share = obs[:, pc.FAIR_SHARE]
+        power = np.where(relative_db >= cutoff_db, share / 10 ** (relative_db / 10), 0.0)
+        power = np.where(_last_block(obs[:, pc.BLOCKS_LEFT], config.num_blocks), share, power)
+        return np.clip(power, 0.0, 1.0)[:, None]
+
+    return policy
+
+
+def threshold(config: Any, threshold_db: float = 0.0, boost: float = 2.0) -> Policy:
+    """``boost x`` the fair share on blocks at least ``threshold_db`` above the mean gain, ``1 / boost`` below."""
+
+    def policy(obs: np.ndarray, env: Any) -> np.ndarray:
+        share = obs[:, pc.FAIR_SHARE]
+        power = np.where(_relative_gain_db(obs, config) >= threshold_db, share * boost, share / boost)
+        power = np.where(_last_block(obs[:, pc.BLOCKS_LEFT], config.num_blocks), share, power)
+        return np.clip(power, 0.0, 1.0)[:, None]
+
+    return policy
+
+
+def mmse_water_filling(a: np.ndarray, total: np.ndarray, peak: float, steps: int = 100) -> np.ndarray:
+    """Powers (N, K) minimising ``sum_k 1/(1 + a_k p_k)`` s.t. ``sum_k p_k <= total`` (N,), ``0 <= p_k <= peak``.
+
+    After MMSE equalisation a seed symbol sent in block k at power p_k has mean squared error
+    ``1 / (1 + a_k p_k)``, ``a_k = |h_k|^2 / N0`` (:func:`meg_gym.channel.mmse_mse`); every block carries the
+    same number of symbols. The problem is convex; the KKT conditions give
+    ``p_k = clip((sqrt(a_k / lambda) - 1) / a_k, 0, peak)``, a water-filling in which blocks too weak for their
+    cost get nothing and strong blocks saturate. The multiplier lambda is found by geometric bisection.
+    """
+    a = np.maximum(np.asarray(a, dtype=np.float64), 1e-300)
+
+    def powers(lam: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore", over="ignore"):  # a tiny multiplier means "as much as allowed"
+            return np.clip((np.sqrt(a / lam[:, None]) - 1.0) / a, 0.0, peak)
+
+    everything = np.full(a.shape, peak)
+    fits = everything.sum(1) <= total
+    lo = np.full(len(a), 1e-300)  # tiny multiplier: every block at peak, over the budget
+    hi = a.max(1) + 1e-300  # at lambda >= max a_k no block is worth any power
+    for _ in range(steps):
+        mid = np.sqrt(lo * hi)
+        over = powers(mid).sum(1) > total
+        lo, hi = np.where(over, mid, lo), np.where(over, hi, mid)
+    return np.where(fits[:, None], everything, powers(hi))
+
+
+def oracle(config: Any, bisection_steps: int = 100) -> Policy:
+    """Non-causal MMSE water-filling: plans each episode from its true gains (``env.episode_gains()``) at block 0."""
+    num_blocks = config.num_blocks
+    plan: dict[str, np.ndarray] = {}
+
+    def policy(obs: np.ndarray, env: Any) -> np.ndarray:
+        venv = env.unwrapped
+        block = np.rint((1.0 - obs[:, pc.BLOCKS_LEFT]) * num_blocks).astype(int)
+        starting = block == 0
+        if "fractions" not in plan or len(plan["fractions"]) != len(obs):
+            plan["fractions"] = np.zeros((len(obs), num_blocks))
+        if starting.any():
+            link = venv.link_parameters()
+            a = np.abs(venv.episode_gains()[starting]) ** 2 / link["noise_power"]
+            unit_block_energy = link["symbols_per_block"] * link["symbol_duration_s"]
+            total = np.full(int(starting.sum()), link["energy_budget"] / unit_block_energy)
+            powers = mmse_water_filling(a, total, link["peak_power"], bisection_steps)
+            plan["fractions"][starting] = powers / link["peak_power"]
+        return plan["fractions"][np.arange(len(obs)), np.minimum(block, num_blocks - 1)][:, None]
+
+    return policy
+
+
+POWER_CONTROL_POLICIES: dict[str, Callable[[Any], Policy]] = {
+    "static": lambda config: static_power,
+    "channel-inversion": channel_inversion,
+    "threshold": threshold,
+    "oracle": oracle,
+}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# MEG-MultiCell-v0: observations (num_envs, N, obs_dim) -> powers (num_envs, N)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def multi_cell_static(obs: np.ndarray, env: Any) -> np.ndarray:
+    return np.clip(obs[..., mc.FAIR_SHARE], 0.0, 1.0)
+
+
+def multi_cell_full_power(obs: np.ndarray, env: Any) -> np.ndarray:
+    return np.ones_like(obs[..., mc.FAIR_SHARE])
+
+
+def sinr_threshold(config: Any, threshold_db: float = 10.0, boost: float = 2.0) -> Policy:
+    """``boost x`` the fair share where the estimated SINR reaches ``threshold_db``, ``1 / boost`` below."""
+
+    def policy(obs: np.ndarray, env: Any) -> np.ndarray:
+        share = obs[..., mc.FAIR_SHARE]
+        inr = 10.0 ** (obs[..., mc.LAST_INTERFERENCE_DB] / 10.0)
+        sinr_db = obs[..., mc.OWN_PEAK_SNR_DB] - 10.0 * np.log10(1.0 + inr)
+        power = np.where(sinr_db >= threshold_db, share * boost, share / boost)
+        return np.clip(np.where(_last_block(obs[..., mc.BLOCKS_LEFT], config.num_blocks), share, power), 0.0, 1.0)
+
+    return policy
+
+
+MULTI_CELL_POLICIES: dict[str, Callable[[Any], Policy]] = {
+    "static": lambda config: multi_cell_static,
+    "full-power": lambda config: multi_cell_full_power,
+    "sinr-threshold": sinr_threshold,
+}

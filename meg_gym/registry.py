@@ -1,0 +1,90 @@
+"""The one table of MEG environments: what each is, where its parts live, which fixed policies it has.
+
+Every tool that needs to know about an environment (Gymnasium registration, the evaluation protocol,
+``scripts/evaluate.py``, the environment cards, the leaderboard) reads it from :data:`ENVIRONMENTS`, so
+adding an environment means adding its module, its config and one row here (see
+docs/adding_an_environment.md). Parts are named as ``"module:attribute"`` strings and imported on use, so
+reading the table stays light.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["ENVIRONMENTS", "EnvironmentSpec", "environment", "load"]
+
+
+def load(target: str) -> Any:
+    """The object a ``"module:attribute"`` string names."""
+    module, _, attribute = target.partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+@dataclass(frozen=True)
+class EnvironmentSpec:
+    """One environment of the suite.
+
+    Attributes:
+        env_id: Its id, e.g. "MEG-PowerControl-v0".
+        env_class: The environment class: a ``gymnasium.Env`` (registered with Gymnasium under ``env_id``) or,
+            when ``multi_agent``, a PettingZoo ``ParallelEnv``.
+        vector_class: Its natively batched version: Gymnasium's ``vector_entry_point``, or for a multi-agent
+            env the batched env that takes actions of shape (num_envs, num_agents) and ends all episodes together.
+        config_class: The dataclass of its settings (every ``gym.make`` keyword is one of its fields).
+        card: Path of its environment card, generated from ``env_class``'s docstring and the config's.
+        policies: Its fixed policies and references: a dict name -> ``make(config) -> policy(obs, env)``.
+        multi_agent: PettingZoo API; observations (num_envs, num_agents, obs_dim) in the batched env.
+        upper_reference: The fixed policy that is its non-causal upper reference (None if it has none).
+        baseline_policy: The fixed policy scores are compared against (e.g. static power).
+    """
+
+    env_id: str
+    env_class: str
+    vector_class: str
+    config_class: str
+    card: str
+    policies: str
+    multi_agent: bool = False
+    upper_reference: str | None = None
+    baseline_policy: str = "static"
+
+    def config_type(self) -> type:
+        return load(self.config_class)
+
+    def vector_type(self) -> type:
+        return load(self.vector_class)
+
+    def fixed_policies(self) -> dict[str, Any]:
+        return load(self.policies)
+
+
+ENVIRONMENTS: tuple[EnvironmentSpec, ...] = (
+    EnvironmentSpec(
+        env_id="MEG-PowerControl-v0",
+        env_class="meg_gym.envs.power_control:PowerControlEnv",
+        vector_class="meg_gym.envs.power_control:PowerControlVectorEnv",
+        config_class="meg_gym.config:PowerControlConfig",
+        card="docs/envs/power_control.md",
+        policies="meg_gym.policies:POWER_CONTROL_POLICIES",
+        upper_reference="oracle",
+    ),
+    EnvironmentSpec(
+        env_id="MEG-MultiCell-v0",
+        env_class="meg_gym.envs.multi_cell:MultiCellEnv",
+        vector_class="meg_gym.envs.multi_cell:MultiCellVectorEnv",
+        config_class="meg_gym.envs.multi_cell:MultiCellConfig",
+        card="docs/envs/multi_cell.md",
+        policies="meg_gym.policies:MULTI_CELL_POLICIES",
+        multi_agent=True,
+    ),
+)
+
+
+def environment(env_id: str) -> EnvironmentSpec:
+    """The row of ``env_id``; ValueError listing the known ids otherwise."""
+    for spec in ENVIRONMENTS:
+        if spec.env_id == env_id:
+            return spec
+    raise ValueError(f"unknown environment {env_id!r}; the suite has {[s.env_id for s in ENVIRONMENTS]}")
