@@ -14,7 +14,7 @@ from meg_gym import evaluation, leaderboard
 from meg_gym.cache import LEGACY_DEFAULT_CACHE, cache_fingerprint
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))  # reproduce_paper, benchmark
+sys.path.insert(0, str(ROOT / "scripts"))  # reproduce_paper, benchmark, evaluate_split_codec
 EPISODES = ["--eval-episodes", "16"]
 
 
@@ -210,3 +210,19 @@ def test_reproduction_figure_a_and_the_benchmark_floor_run(tmp_path):
     assert "Claim 1 holds" in output.read_text() and (tmp_path / "reproduction-a.png").stat().st_size > 1000
     floor = benchmark.compute_floor(8, benchmark.Args(seconds=0.2, repeats=1))
     assert floor["steps_per_s"] > 0 and set(floor["ms_per_episode"]) >= {"seed decode", "VAE decode", "PSNR + SSIM"}
+
+
+def test_split_codec_report_runs_and_its_references_make_sense(tmp_path):
+    import evaluate_split_codec as split_codec
+
+    args = split_codec.Args(snrs_db=(10.0,), ratios=(0.25,), raw_latent=False, prompts=4,
+                            output=tmp_path / "split_codec.md")  # fmt: skip
+    result = split_codec.main(args)
+    rows = result["rows"]
+    assert [r["ue_steps"] for r in rows] == [15, 10, 5, 0]  # every split step of the shipped cache
+    for row in rows:
+        # DDIM with eta 0 is deterministic: the exact ES latent gives back the clean image
+        assert row["exact_latent_psnr"] > 60
+        assert row["cells"]["+10 dB"]["psnr"] < row["exact_latent_psnr"]
+        assert row["cells"]["+10 dB"]["latent_snr_db"] <= row["cells"]["clean"]["latent_snr_db"] + 0.5
+    assert "| 20 | 0 | seed 0.25 | 32 |" in (tmp_path / "split_codec.md").read_text()
