@@ -50,6 +50,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
+from functools import lru_cache
 from numbers import Real
 from typing import Any
 
@@ -387,6 +388,14 @@ def transmit_interfering(symbols: Any, g: Any, noise_power: float, rngs: Sequenc
     return np.einsum("mij,mjs->mis", g, s) + np.sqrt(noise_power / 2.0) * unit_noise_each(rngs, s.shape[1:])
 
 
+@lru_cache(maxsize=16)
+def _cross_links(n: int) -> np.ndarray:
+    """(n, n) boolean mask of the pairs i != j (read-only, shared)."""
+    mask = ~np.eye(n, dtype=bool)
+    mask.flags.writeable = False
+    return mask
+
+
 def mmse_equalise_interfering(y: Any, g: Any, noise_power: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each receiver's linear MMSE estimate of its own transmitter's symbols, the interference taken as noise.
 
@@ -399,8 +408,7 @@ def mmse_equalise_interfering(y: Any, g: Any, noise_power: float) -> tuple[np.nd
     """
     power = np.abs(g) ** 2
     own_power = np.einsum("mii->mi", power)
-    others = ~np.eye(power.shape[-1], dtype=bool)
-    interference = (power * others).sum(axis=2)
+    interference = (power * _cross_links(power.shape[-1])).sum(axis=2)  # the others summed, not total minus own
     den = own_power + interference + noise_power
     estimates = np.conj(np.einsum("mii->mi", g))[..., None] * y / den[..., None]
     return estimates, own_power / (interference + noise_power), interference

@@ -16,12 +16,6 @@ import numpy as np
 __all__ = ["EnergyBudget", "block_energy", "clip_to_budget"]
 
 
-def _check_count(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    return int(value)
-
-
 def _block_duration(symbols_in_block: Any, symbol_duration: Any) -> np.ndarray:
     """Validated ``symbols_in_block * symbol_duration`` (seconds of transmission per block), as floats."""
     n = np.asarray(symbols_in_block)
@@ -111,9 +105,13 @@ class EnergyBudget:
 
     def __init__(self, budget: Any, symbols_in_block: int, symbol_duration: Any, num_envs: int | None = None):
         _block_duration(symbols_in_block, symbol_duration)
+        if num_envs is not None and (
+            isinstance(num_envs, bool) or not isinstance(num_envs, int | np.integer) or num_envs < 1
+        ):
+            raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
         budget = np.asarray(budget, dtype=np.float64)
         if budget.ndim == 0:
-            budget = np.full(1 if num_envs is None else _check_count("num_envs", num_envs), float(budget))
+            budget = np.full(1 if num_envs is None else int(num_envs), float(budget))
         if budget.ndim != 1 or not np.all(np.isfinite(budget)) or np.any(budget < 0):
             raise ValueError("budget must be finite and >= 0, a scalar or a 1-D array (one entry per environment)")
         if num_envs is not None and budget.shape[0] != num_envs:

@@ -92,11 +92,11 @@ class Receiver:
             )
         return self._split_pipeline
 
-    def decode_images(self, latents):
+    def decode_images(self, latents, batch_size: int | None = None):
         from meg_gym.generation.imaging import decode_latents
 
         with self.torch.no_grad():
-            return decode_latents(self.vae, latents)
+            return decode_latents(self.vae, latents, batch_size)
 
     def references(self, idx: np.ndarray):
         """Reference images (decoded from the clean latents), memoised as float16, returned float32.
@@ -113,7 +113,7 @@ class Receiver:
             missing = np.concatenate(
                 [np.arange(c * chunk, min(c * chunk + chunk, len(self.rows))) for c in np.unique(missing // chunk)]
             )
-            images = self.decode_images(self.clean[missing])
+            images = self.decode_images(self.clean[missing], batch_size=chunk)
             if self._references.shape[-1] == 0:
                 self._references = self.torch.zeros((len(self.rows), *images.shape[1:]), dtype=self.torch.float16)
             self._references[missing] = images.half()
