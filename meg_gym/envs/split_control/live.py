@@ -1,0 +1,184 @@
+"""The UE side of MEG-SplitControl-v0, run live: received symbols in, image quality out, batched.
+
+For a batch of requests, each with its own prompt, split step and scheme, :class:`LiveUE` runs what the UE
+does after the seed has crossed the channel: the MMSE-equalised symbols are decoded into a latent (seed codec
+or raw latent), the UE runs its ``T - split`` denoising steps on it and decodes the image, which is scored
+against the image of the clean latent. Requests are grouped by (split step, scheme) so each group is one
+batch through the codec, the UNet and the VAE. Text embeddings are computed once per prompt and kept.
+
+It serves both fidelities of the environment: ``fidelity="live"`` calls it on every request, and
+``scripts/build_quality_table.py`` calls it on an SNR grid to make the shipped quality table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+
+from meg_gym.link.rewards import IMAGE_METRICS, INFO_METRICS
+
+__all__ = ["SCHEME_NAMES", "SCHEME_RATIOS", "LiveUE", "scheme_symbols"]
+
+# what can be sent, most compressed first; the ratio is the seed's complex symbols per latent complex symbol
+SCHEME_RATIOS: dict[str, Fraction] = {
+    "seed-1/16": Fraction(1, 16),
+    "seed-1/8": Fraction(1, 8),
+    "seed-1/4": Fraction(1, 4),
+    "seed-1/2": Fraction(1, 2),
+    "raw-latent": Fraction(1),
+}
+SCHEME_NAMES = tuple(SCHEME_RATIOS)
+
+
+def scheme_symbols(scheme: str, latent_elements: int) -> int:
+    """Complex channel symbols a scheme sends for a latent of ``latent_elements`` real values."""
+    return int(SCHEME_RATIOS[scheme] * (latent_elements // 2))
+
+
+class LiveUE:
+    """Decode, denoise and score received payloads of any (split step, scheme), batched per group.
+
+    Args:
+        cache_dir: The latent cache (None: the shipped one).
+        split: Its prompt split ("train", "test" or "all"); request prompts are indices into it.
+        device: Where the UNet and the VAE run ("cpu", "cuda", ...).
+        codec_dirs: Optional folder per seed scheme name, for codecs other than the shipped ones.
+    """
+
+    def __init__(self, cache_dir=None, split: str = "test", device: str = "cpu", codec_dirs: dict | None = None):
+        import torch
+
+        from meg_gym import codec as codec_lib
+        from meg_gym.link.receiver import Receiver
+
+        self.torch = torch
+        self.device = torch.device(device)
+        # a receiver without UE steps holds the cache rows, the VAE and the memoised reference images
+        self.base = Receiver(cache_dir, split, "raw-latent", None, None, 0)
+        self.base.vae.to(self.device)
+        self.cache = self.base.cache
+        self.rows = self.base.rows
+        self.prompts = self.base.prompts
+        self.total_steps = self.cache.num_inference_steps
+        self.split_steps = tuple(int(s) for s in self.cache.split_steps)
+        self.latent_elements = int(np.prod(self.cache.latent_shape))
+        codec_dirs = codec_dirs or {}
+        self.schemes: dict[str, Any] = {}
+        for name, ratio in SCHEME_RATIOS.items():
+            if ratio == 1:
+                self.schemes[name] = codec_lib.RawLatent(self.cache.latent_shape)
+            else:
+                self.schemes[name] = codec_lib.load_codec(ratio, codec_dirs.get(name)).to(self.device).eval()
+        self._payloads: dict[tuple[int, str], tuple[Any, Any]] = {}
+        self._cond = None
+        self._uncond = None
+        self._have_text = np.zeros(len(self.rows), dtype=bool)
+        self._pipeline = None
+
+    @property
+    def pipeline(self):
+        if self._pipeline is None:
+            self._pipeline = self.base.split_pipeline
+            self._pipeline.pipe.to(self.device)
+        return self._pipeline
+
+    def num_symbols(self, scheme: str) -> int:
+        return scheme_symbols(scheme, self.latent_elements)
+
+    def payload(self, split_step: int, scheme: str):
+        """(symbols (P, n) complex64, side information) of every prompt of the split: encoded once, kept."""
+        key = (int(split_step), scheme)
+        if key not in self._payloads:
+            with self.torch.no_grad():
+                latents = self.cache.latents_at(int(split_step), self.rows).float().to(self.device)
+                symbols, side = self.schemes[scheme].encode(latents)
+            self._payloads[key] = (symbols.to(self.torch.complex64), side)
+        return self._payloads[key]
+
+    def text_embeddings(self, idx: np.ndarray):
+        """(conditional embeddings of the prompts ``idx``, unconditional ones or None): each prompt encoded once."""
+        torch = self.torch
+        missing = np.unique(idx[~self._have_text[idx]])
+        if len(missing):
+            cond, uncond = self.pipeline.encode_prompts([self.prompts[i] for i in missing])
+            if self._cond is None:
+                self._cond = torch.zeros((len(self.rows), *cond.shape[1:]), dtype=cond.dtype, device=cond.device)
+                self._uncond = None if uncond is None else uncond[:1].clone()
+            self._cond[torch.as_tensor(missing, device=cond.device)] = cond
+            self._have_text[missing] = True
+        cond = self._cond[self.torch.as_tensor(idx, device=self._cond.device)]
+        uncond = None if self._uncond is None else self._uncond.expand(len(idx), *self._uncond.shape[1:])
+        return cond, uncond
+
+    def run(
+        self,
+        idx: np.ndarray,
+        split_steps: np.ndarray,
+        schemes: Sequence[str],
+        block_snr: np.ndarray,
+        generator,
+        metrics: Sequence[str] = ("psnr",),
+        batch_size: int = 1024,
+    ) -> dict[str, np.ndarray]:
+        """Score one batch of requests.
+
+        Args:
+            idx: (B,) prompt indices into the split.
+            split_steps: (B,) the ES's denoising steps for each request (the UE runs the rest).
+            schemes: (B,) scheme names from :data:`SCHEME_NAMES`.
+            block_snr: (B, K) linear receive SNR of each fading block; symbol ``i`` of a payload lies in block
+                ``i % K`` (the interleaving of :func:`meg_gym.codec.to_blocks`).
+            generator: The ``torch.Generator`` of the channel noise.
+            metrics: Names from :data:`meg_gym.link.rewards.INFO_METRICS`.
+            batch_size: Most requests per UNet/VAE batch.
+
+        Returns:
+            Each metric as a float64 array (B,).
+        """
+        from meg_gym import quality
+        from meg_gym.channel import simulate_mmse_torch
+
+        torch = self.torch
+        unknown = set(metrics) - set(INFO_METRICS)
+        if unknown:
+            raise ValueError(f"unknown metrics {sorted(unknown)}; choose from {list(INFO_METRICS)}")
+        idx = np.asarray(idx)
+        split_steps = np.asarray(split_steps)
+        schemes = np.asarray(schemes, dtype=object)
+        block_snr = np.asarray(block_snr, dtype=np.float64)
+        out = {name: np.zeros(len(idx)) for name in metrics}
+        groups: dict[tuple[int, str], list[int]] = {}
+        for j, key in enumerate(zip(split_steps.tolist(), schemes.tolist(), strict=True)):
+            groups.setdefault(key, []).append(j)
+        scores = {"psnr": quality.psnr, "ssim": quality.ssim, "ms_ssim": quality.ms_ssim}
+        with torch.no_grad():
+            for (split_step, scheme), members in groups.items():
+                members = np.asarray(members)
+                symbols_all, side_all = self.payload(split_step, scheme)
+                n = symbols_all.shape[1]
+                k = block_snr.shape[1]
+                for start in range(0, len(members), batch_size):
+                    part = members[start : start + batch_size]
+                    rows = idx[part]
+                    snr = torch.from_numpy(block_snr[part][:, np.arange(n) % k]).float()
+                    received, rel = simulate_mmse_torch(symbols_all[rows].cpu(), snr, generator)
+                    received, rel = received.to(self.device), rel.to(self.device)
+                    side = None if side_all is None else side_all[rows]
+                    latents = self.schemes[scheme].decode(received, rel, side)
+                    if split_step < self.total_steps:
+                        cond, uncond = self.text_embeddings(rows)
+                        latents, _ = self.pipeline.denoise(latents, cond, uncond, split_step, self.total_steps)
+                    if IMAGE_METRICS.intersection(metrics):
+                        images = self.base.decode_images(latents)
+                        pred = quality.to_unit(images)
+                        target = quality.to_unit(self.base.references(rows).to(images.device))
+                        for name in metrics:
+                            if name in scores:
+                                out[name][part] = scores[name](pred, target).double().cpu().numpy()
+                    if "latent_mse" in metrics:
+                        clean = self.base.clean[rows].to(latents.device).float()
+                        out["latent_mse"][part] = (latents - clean).pow(2).flatten(1).mean(1).double().cpu().numpy()
+        return out
