@@ -73,6 +73,7 @@ __all__ = [
     "shannon_capacity",
     "snr_db",
     "simulate_mmse_torch",
+    "mmse_with_noise",
     "transmit",
     "transmit_each",
     "transmit_interfering",
@@ -430,12 +431,19 @@ def simulate_mmse_torch(symbols: Any, snr: Any, generator: Any = None) -> tuple[
     """
     import torch
 
-    snr = torch.as_tensor(snr, dtype=torch.float32).expand(symbols.shape)
     noise = torch.complex(
         torch.randn(symbols.shape, generator=generator), torch.randn(symbols.shape, generator=generator)
     ) * math.sqrt(0.5)
+    return mmse_with_noise(symbols, snr, noise)
+
+
+def mmse_with_noise(symbols: Any, snr: Any, noise: Any) -> tuple[Any, Any]:
+    """:func:`simulate_mmse_torch` with the unit complex Gaussian noise given (B, n), e.g. drawn per environment."""
+    import torch
+
+    snr = torch.as_tensor(snr, dtype=torch.float32).expand(symbols.shape)
     gain = snr.sqrt()
-    received = gain * symbols + noise
+    received = gain * symbols + noise.to(symbols.dtype)
     return gain / (snr + 1.0) * received, snr / (1.0 + snr)
 
 

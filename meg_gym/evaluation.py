@@ -7,7 +7,8 @@ the policy's actions, so the figures do not depend on the batch size. Learned po
 
 A policy is any callable ``policy(obs, env) -> actions``: ``obs`` is the (num_envs, obs_dim) batch and
 ``env`` the vector env (causal policies ignore it; the non-causal oracle reads the episode's channel from it);
-it returns powers as fractions of peak, shape (num_envs, 1) or (num_envs,). On a multi-agent environment
+it returns powers as fractions of peak, shape (num_envs, 1) or (num_envs,) (on a constrained environment, actions
+of its action space, shape (num_envs, 3)). On a multi-agent environment
 (``multi_agent`` in :mod:`meg_gym.registry`) observations are (num_envs, num_agents, obs_dim) and powers
 (num_envs, num_agents); an episode's figures are the means over its agents, and ``per_agent`` keeps each one's.
 The protocol always computes every quality metric (``info_metrics`` is not passed on).
@@ -25,6 +26,7 @@ eval.json (``schema == "meg-gym-eval/1"``), the keys :func:`validate_eval` check
 | episodes, seeds | number of episodes and the seed of each |
 | quality, psnr, ssim, energy_used | each ``{"mean", "std", "per_episode": [...]}``; quality is the reward metric |
 | energy_budget | the episode's budget (same for every episode) |
+| ue_energy, deadline_miss, cost_limits | constrained environments (MEG-SplitControl-v0): each cost's sum per session, like the metrics above, and the limits they are held to; quality, psnr and ssim are then means over a session's requests and energy_used its ES energy |
 | git_commit, meg_gym_version, created | provenance |
 | args | the run's arguments (any JSON) |
 """
@@ -49,6 +51,7 @@ __all__ = [
     "DEFAULT_EVAL_EPISODES",
     "EVAL_SEED",
     "SCHEMA",
+    "SESSION_COSTS",
     "PolicyRunArgs",
     "config_class",
     "evaluate_policy",
@@ -65,6 +68,7 @@ SCHEMA = "meg-gym-eval/1"
 EVAL_SEED = 1_000_000
 DEFAULT_EVAL_EPISODES = 1024
 _METRICS = ("quality", "psnr", "ssim", "energy_used")
+SESSION_COSTS = ("ue_energy", "deadline_miss")  # constrained envs: each cost's sum per session
 
 
 def git_commit() -> str:
@@ -102,7 +106,7 @@ def evaluate_policy(
     spec = environment(env_id)
     env_kwargs = {k: v for k, v in (env_kwargs or {}).items() if k not in ("split", "info_metrics")}
     num_envs = max(1, min(num_envs, episodes))
-    run = _run_multi_agent if spec.multi_agent else _run_single_agent
+    run = _run_multi_agent if spec.multi_agent else _run_sessions if spec.constrained else _run_single_agent
     env = spec.vector_type()(num_envs=num_envs, split="test", **env_kwargs)
     try:
         per_episode, budget, extra = run(env, policy, episodes, seed, num_envs)
@@ -145,6 +149,33 @@ def _run_single_agent(env: Any, policy: Callable, episodes: int, seed: int, num_
         for key in _METRICS:
             per_episode[key].extend(final[key][:count].tolist())
     return per_episode, budget, {}
+
+
+def _run_sessions(env: Any, policy: Callable, episodes: int, seed: int, num_envs: int):
+    """Constrained sessions: per episode, the mean of each quality metric over its requests and each cost's sum."""
+    per_episode: dict[str, list] = {k: [] for k in (*_METRICS, *SESSION_COSTS)}
+    budget = None
+    shape = (num_envs, *env.single_action_space.shape)
+    for start in range(0, episodes, num_envs):
+        obs, _ = env.reset(seed=seed + start)
+        sums: dict[str, np.ndarray] = {k: np.zeros(num_envs) for k in (*_METRICS, *SESSION_COSTS)}
+        requests = 0
+        while True:
+            obs, _, terminated, _, info = env.step(np.asarray(policy(obs, env)).reshape(shape))
+            requests += 1
+            for key in ("quality", "psnr", "ssim"):
+                sums[key] += info[key]
+            for key in SESSION_COSTS:
+                sums[key] += info["costs"][key]
+            if terminated.all():
+                sums["energy_used"] = info["session_es_energy_j"]
+                budget = float(info["session_es_budget_j"][0])
+                break
+        count = min(num_envs, episodes - start)
+        for key in per_episode:
+            values = sums[key] if key in SESSION_COSTS or key == "energy_used" else sums[key] / requests
+            per_episode[key].extend(values[:count].tolist())
+    return per_episode, budget, {"cost_limits": dict(env.config.cost_limits)}
 
 
 def _run_multi_agent(env: Any, policy: Callable, episodes: int, seed: int, num_envs: int):

@@ -30,6 +30,9 @@ MEG-MultiCell-v0 (:data:`MULTI_CELL_POLICIES`), every agent on its own observati
 - ``sinr-threshold``: an SINR estimate from the current own gain and the last interference,
   ``own_snr_db - 10 log10(1 + INR)``; ``boost x`` the fair share above ``threshold_db``, ``1 / boost`` below,
   and everything left on the last block.
+
+MEG-SplitControl-v0 (:data:`SPLIT_CONTROL_POLICIES`): ``best-fixed``, ``time-sharing``, ``myopic``,
+``lagrangian-greedy`` and the non-causal ``planner``, defined in :mod:`meg_gym.envs.split_control.references`.
 """
 
 from __future__ import annotations
@@ -41,10 +44,12 @@ import numpy as np
 
 from meg_gym.envs import multi_cell as mc
 from meg_gym.envs import power_control as pc
+from meg_gym.envs.split_control import references as split_references
 
 __all__ = [
     "MULTI_CELL_POLICIES",
     "POWER_CONTROL_POLICIES",
+    "SPLIT_CONTROL_POLICIES",
     "Policy",
     "channel_inversion",
     "mmse_water_filling",
@@ -190,3 +195,10 @@ MULTI_CELL_POLICIES: dict[str, Callable[[Any], Policy]] = {
     "full-power": lambda config: multi_cell_full_power,
     "sinr-threshold": sinr_threshold,
 }
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# MEG-SplitControl-v0: observations (num_envs, 8) -> actions (num_envs, 3); see its module for each policy
+# ----------------------------------------------------------------------------------------------------------------
+
+SPLIT_CONTROL_POLICIES = split_references.SPLIT_CONTROL_POLICIES

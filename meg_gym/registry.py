@@ -38,6 +38,8 @@ class EnvironmentSpec:
         multi_agent: PettingZoo API; observations (num_envs, num_agents, obs_dim) in the batched env.
         upper_reference: The fixed policy that is its non-causal upper reference (None if it has none).
         baseline_policy: The fixed policy scores are compared against (e.g. static power).
+        constrained: A constrained MDP: every step's info has ``cost`` and ``costs``, the config ``cost_limits``;
+            an episode is a session of requests with a reward each, summarised per request and per session.
     """
 
     env_id: str
@@ -49,6 +51,7 @@ class EnvironmentSpec:
     multi_agent: bool = False
     upper_reference: str | None = None
     baseline_policy: str = "static"
+    constrained: bool = False
 
     def config_type(self) -> type:
         return load(self.config_class)
@@ -78,6 +81,17 @@ ENVIRONMENTS: tuple[EnvironmentSpec, ...] = (
         card="docs/envs/multi_cell.md",
         policies="meg_gym.policies:MULTI_CELL_POLICIES",
         multi_agent=True,
+    ),
+    EnvironmentSpec(
+        env_id="MEG-SplitControl-v0",
+        env_class="meg_gym.envs.split_control.env:SplitControlEnv",
+        vector_class="meg_gym.envs.split_control.env:SplitControlVectorEnv",
+        config_class="meg_gym.config:SplitControlConfig",
+        card="docs/envs/split_control.md",
+        policies="meg_gym.policies:SPLIT_CONTROL_POLICIES",
+        upper_reference="planner",
+        baseline_policy="best-fixed",
+        constrained=True,
     ),
 )
 

@@ -20,6 +20,9 @@ ROOT = Path(__file__).resolve().parent.parent
 def card(spec: EnvironmentSpec) -> str:
     body = inspect.cleandoc(load(spec.env_class).__doc__)
     body += "\n\n## Settings\n\n" + inspect.cleandoc(spec.config_type().__doc__)
+    extra = getattr(spec.config_type(), "card_section", None)  # e.g. a cost profile with its sources
+    if extra is not None:
+        body += "\n\n" + extra()
     source = spec.env_class.replace(":", ".")
     header = (
         f"# {spec.env_id}\n\n"

@@ -12,15 +12,17 @@ It serves both fidelities of the environment: ``fidelity="live"`` calls it on ev
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from meg_gym.link.rewards import IMAGE_METRICS, INFO_METRICS
 
-__all__ = ["SCHEME_NAMES", "SCHEME_RATIOS", "LiveUE", "scheme_symbols"]
+__all__ = ["SCHEME_NAMES", "SCHEME_RATIOS", "LiveUE", "scheme_symbols", "shared_live_ue"]
 
 # what can be sent, most compressed first; the ratio is the seed's complex symbols per latent complex symbol
 SCHEME_RATIOS: dict[str, Fraction] = {
@@ -119,9 +121,10 @@ class LiveUE:
         split_steps: np.ndarray,
         schemes: Sequence[str],
         block_snr: np.ndarray,
-        generator,
+        generator=None,
         metrics: Sequence[str] = ("psnr",),
         batch_size: int = 1024,
+        noise: Sequence[np.ndarray] | None = None,
     ) -> dict[str, np.ndarray]:
         """Score one batch of requests.
 
@@ -131,15 +134,17 @@ class LiveUE:
             schemes: (B,) scheme names from :data:`SCHEME_NAMES`.
             block_snr: (B, K) linear receive SNR of each fading block; symbol ``i`` of a payload lies in block
                 ``i % K`` (the interleaving of :func:`meg_gym.codec.to_blocks`).
-            generator: The ``torch.Generator`` of the channel noise.
+            generator: The ``torch.Generator`` of the channel noise (when ``noise`` is None).
             metrics: Names from :data:`meg_gym.link.rewards.INFO_METRICS`.
             batch_size: Most requests per UNet/VAE batch.
+            noise: Optional unit complex Gaussian noise per request (each at least its payload's length), drawn by
+                the caller, e.g. from each environment's own generator, so results do not depend on the batch.
 
         Returns:
             Each metric as a float64 array (B,).
         """
         from meg_gym import quality
-        from meg_gym.channel import simulate_mmse_torch
+        from meg_gym.channel import mmse_with_noise, simulate_mmse_torch
 
         torch = self.torch
         unknown = set(metrics) - set(INFO_METRICS)
@@ -164,7 +169,11 @@ class LiveUE:
                     part = members[start : start + batch_size]
                     rows = idx[part]
                     snr = torch.from_numpy(block_snr[part][:, np.arange(n) % k]).float()
-                    received, rel = simulate_mmse_torch(symbols_all[rows].cpu(), snr, generator)
+                    if noise is None:
+                        received, rel = simulate_mmse_torch(symbols_all[rows].cpu(), snr, generator)
+                    else:
+                        drawn = np.stack([noise[j][:n] for j in part])
+                        received, rel = mmse_with_noise(symbols_all[rows].cpu(), snr, torch.from_numpy(drawn))
                     received, rel = received.to(self.device), rel.to(self.device)
                     side = None if side_all is None else side_all[rows]
                     latents = self.schemes[scheme].decode(received, rel, side)
@@ -182,3 +191,13 @@ class LiveUE:
                         clean = self.base.clean[rows].to(latents.device).float()
                         out["latent_mse"][part] = (latents - clean).pow(2).flatten(1).mean(1).double().cpu().numpy()
         return out
+
+
+@functools.lru_cache(maxsize=4)
+def _shared(cache_dir: str | None, split: str, device: str) -> LiveUE:
+    return LiveUE(cache_dir, split, device)
+
+
+def shared_live_ue(cache_dir, split: str, device: str = "cpu") -> LiveUE:
+    """The process-wide :class:`LiveUE` of a cache, split and device (many environments share one copy)."""
+    return _shared(None if cache_dir is None else str(Path(cache_dir).resolve()), split, device)

@@ -14,6 +14,7 @@ tensor file's SHA-256, which :meth:`QualityTable.load` checks.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,7 @@ import numpy as np
 
 from meg_gym import ASSETS_DIR
 
-__all__ = ["DEFAULT_TABLE_DIR", "QualityTable", "QualityTableError", "effective_snr_db"]
+__all__ = ["DEFAULT_TABLE_DIR", "QualityTable", "QualityTableError", "effective_snr_db", "shared_table"]
 
 DEFAULT_TABLE_DIR = ASSETS_DIR / "split-quality-table"
 FORMAT = "meg-gym-split-quality-table"
@@ -176,3 +177,13 @@ class QualityTable:
             values=tensors,
             meta=meta,
         )
+
+
+@functools.lru_cache(maxsize=8)
+def _shared(split: str, folder: str | None) -> QualityTable:
+    return QualityTable.load(split, folder)
+
+
+def shared_table(split: str, folder: Path | str | None = None) -> QualityTable:
+    """The process-wide (read-only) quality table of a split, loaded and verified once."""
+    return _shared(split, None if folder is None else str(Path(folder).resolve()))

@@ -1,0 +1,315 @@
+"""MEG-SplitControl-v0: the guarantees of v0 (checks, determinism, vector == single, pickling, errors, budgets),
+its costs and the Safety-Gymnasium step, the quality table, and its references (the planner's bound above them)."""
+
+from __future__ import annotations
+
+import pickle
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import meg_gym  # noqa: F401  (registers the environments)
+from meg_gym.config import SPLIT_SCHEMES, SplitControlConfig
+from meg_gym.envs.split_control import env as sc
+from meg_gym.envs.split_control.live import SCHEME_NAMES
+from meg_gym.envs.split_control.quality_table import QualityTable, QualityTableError, effective_snr_db
+from meg_gym.wrappers import SafetyGymnasiumStep, SafetyGymnasiumVectorStep
+
+ENV_ID = "MEG-SplitControl-v0"
+SHORT = {"num_requests": 6}
+
+
+def run_session(env, actions, seed):
+    obs, _ = env.reset(seed=seed)
+    out = [obs]
+    for a in actions:
+        obs, reward, terminated, truncated, info = env.step(a)
+        out.append((obs, reward, info["cost"], info["costs"]["ue_energy"], info["psnr"], terminated))
+    return out
+
+
+def random_actions(space, count, seed):
+    space.seed(seed)
+    return [space.sample() for _ in range(count)]
+
+
+@pytest.mark.parametrize("action_space", ["multi-discrete", "box"])
+def test_check_env_passes_with_warnings_as_errors(action_space):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_env(gym.make(ENV_ID, action_space=action_space).unwrapped)
+
+
+def test_session_shape_costs_and_final_info():
+    env = gym.make(ENV_ID, **SHORT)
+    obs, info = env.reset(seed=0)
+    assert obs.shape == (len(sc.OBS_NAMES),) and isinstance(info["prompt"], str)
+    cfg = env.unwrapped.config
+    total_ue = 0.0
+    for t in range(6):
+        obs, reward, terminated, truncated, info = env.step(np.array([1, 2, 2]))
+        assert reward == info["quality"] == info["psnr"]
+        assert set(info["costs"]) == set(sc.COST_NAMES)
+        expected_ue = cfg.ue_power_w * (info["ue_steps"] * cfg.ue_step_s + cfg.ue_decode_s)
+        assert info["costs"]["ue_energy"] == pytest.approx(expected_ue)
+        late = info["latency_s"] > info["deadline_s"]
+        assert info["costs"]["deadline_miss"] == float(late)
+        limits = cfg.cost_limits
+        assert info["cost"] == pytest.approx(expected_ue / limits["ue_energy"] + late / limits["deadline_miss"])
+        total_ue += info["costs"]["ue_energy"]
+        assert terminated == (t == 5) and not truncated
+    assert info["session_ue_energy_j"] == pytest.approx(total_ue)
+    assert info["session_es_energy_j"] <= info["session_es_budget_j"]
+    with pytest.raises(RuntimeError, match="reset"):
+        env.step(np.array([0, 0, 0]))
+
+
+def test_reset_and_step_are_deterministic_under_seeds():
+    actions = random_actions(gym.make(ENV_ID).action_space, 6, seed=1)
+    a = run_session(gym.make(ENV_ID, **SHORT), actions, seed=5)
+    b = run_session(gym.make(ENV_ID, **SHORT), actions, seed=5)
+    c = run_session(gym.make(ENV_ID, **SHORT), actions, seed=6)
+    assert np.array_equal(a[0], b[0]) and all(
+        x[1:] == y[1:] and np.array_equal(x[0], y[0]) for x, y in zip(a[1:], b[1:], strict=True)
+    )
+    assert not np.array_equal(a[0], c[0])
+
+
+@pytest.mark.parametrize("autoreset_mode", ["NextStep", "SameStep"])
+def test_native_vector_env_reproduces_single_env_trajectories(autoreset_mode):
+    n = 3
+    venv = gym.make_vec(
+        ENV_ID, num_envs=n, vectorization_mode="vector_entry_point", autoreset_mode=autoreset_mode, **SHORT
+    )
+    assert isinstance(venv.unwrapped, sc.SplitControlVectorEnv)
+    actions = [np.stack(random_actions(venv.single_action_space, n, seed=t)) for t in range(6)]
+    obs, _ = venv.reset(seed=10)
+    rewards, costs = [], []
+    for a in actions:
+        obs, reward, terminated, _, info = venv.step(a)
+        rewards.append(reward)
+        step_info = info["final_info"] if "final_info" in info else info  # same-step autoreset's last step
+        costs.append(step_info["costs"]["ue_energy"])
+    assert terminated.all()
+    final = info["final_info"] if autoreset_mode == "SameStep" else info
+    for i in range(n):
+        single = run_session(gym.make(ENV_ID, **SHORT), [a[i] for a in actions], seed=10 + i)
+        np.testing.assert_allclose([s[1] for s in single[1:]], [r[i] for r in rewards], atol=1e-9)
+        np.testing.assert_allclose([s[3] for s in single[1:]], [c[i] for c in costs], atol=1e-12)
+    assert final["session_mean_quality"] == pytest.approx(np.mean(rewards, axis=0))
+
+
+def test_pickle_mid_session_continues_identically_and_async_works():
+    env = gym.make(ENV_ID, **SHORT)
+    env.reset(seed=3)
+    env.step(np.array([2, 1, 3]))
+    clone = pickle.loads(pickle.dumps(env))
+    for a in random_actions(env.action_space, 4, seed=2):
+        assert env.step(a)[1] == clone.step(a)[1]
+    asyncv = gym.vector.AsyncVectorEnv([lambda: gym.make(ENV_ID, **SHORT) for _ in range(2)])
+    try:
+        asyncv.reset(seed=0)
+        _, reward, _, _, info = asyncv.step(np.array([[1, 2, 2], [3, 4, 0]]))
+        assert np.all(np.isfinite(reward)) and info["costs"]["ue_energy"].shape == (2,)
+    finally:
+        asyncv.close()
+
+
+def test_bad_actions_and_settings_raise_clear_errors():
+    with pytest.raises(RuntimeError, match="reset"):
+        gym.make(ENV_ID).unwrapped.step(np.array([0, 0, 0]))
+    env = gym.make(ENV_ID)
+    env.reset(seed=0)
+    for bad, match in [
+        (np.array([0, 0]), "shape"),
+        (np.array([0, 0, np.nan]), "finite"),
+        (np.array([9, 0, 0]), "indices below"),
+        (np.array([0.5, 0, 0]), "integer"),
+        ("split", "3 numbers"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            env.step(bad)
+    with pytest.raises(TypeError, match="did you mean 'num_requests'"):
+        gym.make(ENV_ID, num_request=4)
+    for kwargs, match in [
+        ({"split": "all"}, "split"),
+        ({"fidelity": "fast"}, "fidelity"),
+        ({"schemes": ("seed-1/3",)}, "schemes"),
+        ({"energy_levels": (1.0, -1.0)}, "energy_levels"),
+        ({"deadline_s": (2.0, 1.0)}, "deadline_s"),
+        ({"split_steps": (7,)}, "split_steps"),
+        ({"ue_energy_limit_j": -1.0}, "ue_energy_limit_j"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            gym.make(ENV_ID, **kwargs)
+
+
+def test_box_actions_map_onto_the_choices():
+    env = gym.make(ENV_ID, action_space="box", **SHORT)
+    env.reset(seed=0)
+    _, _, _, _, info = env.step(np.array([0.0, 1.0, 0.5], dtype=np.float32))
+    assert info["split_step"] == 5 and info["scheme"] == "raw-latent" and info["energy_level"] == 1.0
+    assert sc.action_indices(np.array([0.999, 0.2, 0.0]), (4, 5, 5), True, ()).tolist() == [3, 1, 0]
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    actions=st.lists(st.tuples(st.integers(0, 3), st.integers(0, 4), st.integers(0, 4)), min_size=8, max_size=8),
+    budget_fraction=st.floats(0.0, 3.0),
+    seed=st.integers(0, 2**16),
+)
+def test_es_energy_budget_is_never_exceeded(actions, budget_fraction, seed):
+    env = gym.make(
+        ENV_ID, num_requests=8, es_budget_fraction=budget_fraction, energy_levels=(0.25, 1.0, 4.0, 16.0, 64.0)
+    )
+    env.reset(seed=seed)
+    spent = 0.0
+    for a in actions:
+        _, _, _, _, info = env.step(np.array(a))
+        assert 0.0 <= info["energy_applied_j"] <= info["energy_requested_j"] + 1e-15
+        spent += info["energy_applied_j"]
+        assert info["cost"] >= 0.0 and all(v >= 0 for v in info["costs"].values())
+    assert spent <= info["session_es_budget_j"] * (1 + 1e-12)
+    assert info["session_es_energy_j"] <= info["session_es_budget_j"]
+
+
+def test_safety_gymnasium_six_tuple():
+    env = SafetyGymnasiumStep(gym.make(ENV_ID, **SHORT))
+    env.reset(seed=0)
+    obs, reward, cost, terminated, truncated, info = env.step(np.array([1, 1, 1]))
+    assert cost == info["cost"] > 0
+    venv = SafetyGymnasiumVectorStep(gym.make_vec(ENV_ID, num_envs=2, vectorization_mode="vector_entry_point", **SHORT))
+    venv.reset(seed=0)
+    out = venv.step(np.array([[1, 1, 1], [3, 0, 2]]))
+    assert len(out) == 6 and np.array_equal(out[2], out[5]["cost"])
+    unconstrained = SafetyGymnasiumStep(gym.make("MEG-PowerControl-v0"))
+    unconstrained.reset(seed=0)
+    with pytest.raises(KeyError, match="constrained"):
+        unconstrained.step(np.array([0.5]))
+
+
+def test_more_ue_steps_cost_more_and_the_deadline_binds():
+    env = gym.make(ENV_ID, deadline_s=(1.0, 1.0), **SHORT)
+    env.reset(seed=0)
+    infos = [env.step(np.array([s, 2, 2]))[-1] for s in range(4)]
+    energy = [i["costs"]["ue_energy"] for i in infos]
+    assert energy == sorted(energy, reverse=True)  # split 5 leaves the UE 15 steps
+    assert [i["costs"]["deadline_miss"] for i in infos] == [1.0, 1.0, 1.0, 0.0]
+
+
+def test_preview_reveals_exactly_what_the_session_then_does():
+    env = gym.make(ENV_ID, **SHORT).unwrapped
+    env.reset(seed=4)
+    preview = env.preview()
+    for r, a in enumerate(random_actions(env.action_space, 6, seed=0)):
+        _, _, _, _, info = env.step(a)
+        assert info["snr_db"] == preview["snr_db"][r] and info["deadline_s"] == preview["deadline_s"][r]
+        assert info["prompt"] == env.sessions.prompts[preview["prompt"][r]]
+
+
+# ---------------------------------------------------------------------------------------------- quality table
+def test_scheme_names_agree_between_config_and_codec_table():
+    assert SPLIT_SCHEMES == SCHEME_NAMES
+
+
+def test_quality_table_interpolates_clamps_and_rejects_damage(tmp_path):
+    values = {"psnr": np.arange(2 * 1 * 1 * 3 * 2, dtype=np.float32).reshape(2, 1, 1, 3, 2)}
+    table = QualityTable("test", np.array([4, 9]), (20,), ("raw-latent",), np.array([-10.0, 0.0, 10.0]), values)
+    table.save(tmp_path)
+    loaded = QualityTable.load("test", tmp_path)
+    assert loaded.lookup("psnr", 1, 0, 0, 0.0, 1) == values["psnr"][1, 0, 0, 1, 1]
+    assert loaded.lookup("psnr", 0, 0, 0, 5.0, 0) == pytest.approx(0.5 * (2 + 4))
+    assert loaded.lookup("psnr", 0, 0, 0, -np.inf, None) == pytest.approx(0.5)
+    assert loaded.lookup("psnr", 0, 0, 0, 40.0, None) == pytest.approx(4.5)
+    path = tmp_path / "test.safetensors"
+    path.write_bytes(path.read_bytes()[:-4] + b"\0\0\0\0")
+    with pytest.raises(QualityTableError, match="checksum"):
+        QualityTable.load("test", tmp_path)
+    with pytest.raises(QualityTableError, match="build_quality_table"):
+        QualityTable.load("train", tmp_path)
+
+
+def test_effective_snr_mappings():
+    equal = np.full((2, 4), 10.0)
+    np.testing.assert_allclose(effective_snr_db(equal), 10.0)
+    np.testing.assert_allclose(effective_snr_db(equal, beta=3.0), 10.0)
+    mixed = np.array([[0.0, 100.0]])
+    mmse = 10 ** (effective_snr_db(mixed) / 10)
+    assert mmse == pytest.approx(1 / np.mean(1 / (1 + mixed)) - 1)
+    # EESM: a large beta tends to the mean SNR, a small one to the minimum
+    assert 10 ** (effective_snr_db(mixed, beta=1e6) / 10) == pytest.approx(50.0, rel=1e-3)
+    assert 10 ** (effective_snr_db(mixed + 1, beta=1e-3) / 10) == pytest.approx(1.0, rel=1e-2)
+
+
+def test_shipped_table_covers_both_splits_and_matches_the_cache():
+    from meg_gym.cache import cache_fingerprint
+
+    for split in ("train", "test"):
+        table = QualityTable.load(split)
+        assert table.meta["cache_sha256"] == cache_fingerprint()
+        assert table.schemes == SCHEME_NAMES and table.num_draws >= 2
+        psnr = table.values["psnr"]
+        assert np.all(np.isfinite(psnr))
+        # more SNR, better images: from the grid's lowest SNR to its highest in every (split, scheme) cell, and
+        # step by step on average over every cell
+        mean = psnr.mean(axis=(0, 4))
+        assert np.all(mean[..., -1] > mean[..., 0])
+        assert np.all(np.diff(mean.mean(axis=(0, 1))) > 0)
+
+
+def test_live_fidelity_runs_the_ue_and_agrees_with_itself_batched():
+    kwargs = {"fidelity": "live", "num_requests": 2, "fading": "awgn"}
+    actions = [np.array([[2, 2, 2], [3, 4, 2]]), np.array([[3, 0, 2], [2, 4, 4]])]
+    venv = gym.make_vec(ENV_ID, num_envs=2, vectorization_mode="vector_entry_point", **kwargs)
+    venv.reset(seed=0)
+    batched = [venv.step(a)[1] for a in actions]
+    for i in range(2):
+        single = run_session(gym.make(ENV_ID, **kwargs), [a[i] for a in actions], seed=i)
+        np.testing.assert_allclose([s[1] for s in single[1:]], [b[i] for b in batched], atol=2e-3)
+    assert all(np.all((b > 5) & (b < 80)) for b in batched)
+
+
+# ---------------------------------------------------------------------------------------------- references
+def test_planner_bound_lies_above_every_reference_it_is_compared_with():
+    from meg_gym.envs.split_control.planning import DualPlanner
+    from meg_gym.envs.split_control.references import train_sessions
+
+    config = SplitControlConfig(num_requests=8)
+    sessions, previews = train_sessions(config, 16)
+    planner = DualPlanner(sessions)
+    table = planner.session_values(previews)
+    assert np.all(table["upper"] >= table["values"] - 1e-9)
+    lam = np.array([0.2, 1.0])
+    plan = planner.plan(table, lam)
+    # the plan's own expected value per request, and its costs
+    z, r = np.indices(plan["split"].shape)
+    num_m = planner.energies.shape[0]
+    a = plan["split"] * num_m + plan["scheme"]
+    j = np.abs(planner.energies[plan["scheme"]][..., None] - planner.energies[plan["scheme"]][..., :]).argmin(-1)
+    value = table["values"][z, r, a, j].mean()
+    costs = table["costs"][z, r, a].sum(1).mean(0)
+    spent = plan["energy"].sum(1)
+    assert np.all(spent <= planner.budget * (1 + 1e-9))
+    bound = planner.bound(table, lam)
+    # weak duality: value <= bound + lam . (mean costs - limits) for any lam >= 0
+    assert value <= bound + lam @ (costs - planner.limits) / r + 1e-9
+
+
+@pytest.mark.parametrize("name", ["best-fixed", "time-sharing", "myopic", "planner"])
+def test_references_run_and_give_valid_actions(name):
+    from meg_gym.policies import SPLIT_CONTROL_POLICIES
+
+    config = SplitControlConfig(num_requests=8)
+    policy = SPLIT_CONTROL_POLICIES[name](config)
+    venv = gym.make_vec(ENV_ID, num_envs=4, vectorization_mode="vector_entry_point", config=config, split="test")
+    obs, _ = venv.reset(seed=0)
+    for _ in range(8):
+        actions = policy(obs, venv)
+        assert actions.shape == (4, 3) and venv.single_action_space.contains(actions[0].astype(np.int64))
+        obs, reward, terminated, _, info = venv.step(actions)
+    assert terminated.all()
