@@ -1,6 +1,6 @@
 """PPO-Lagrangian for MEG-SplitControl-v0's constrained MDP, in one file (CleanRL's style, our own code).
 
-    python baselines/ppo_lagrangian.py --total-timesteps 400000              # PPO-Lagrangian
+    python baselines/ppo_lagrangian.py                                       # PPO-Lagrangian, 600k steps
     python baselines/ppo_lagrangian.py --multiplier-lr 0 --initial-multipliers 1.0 1.0 --exp-name ppo_penalty
                                                                                # PPO with a fixed penalty
 
@@ -74,7 +74,7 @@ class Args:
     """the environment id"""
     env: SplitControlConfig = field(default_factory=SplitControlConfig)
     """environment settings, passed to gym.make_vec (split is forced to "train" for training)"""
-    total_timesteps: int = 400_000
+    total_timesteps: int = 600_000
     """total environment steps (requests)"""
     learning_rate: float = 3e-4
     """the Adam learning rate"""
@@ -102,8 +102,9 @@ class Args:
     """gradient clipping norm"""
     reward_scale: float = 0.1
     """rewards are multiplied by this for learning (logged rewards are not)"""
-    multiplier_lr: float = 0.5
-    """dual ascent step of the Lagrange multipliers (0: fixed penalty)"""
+    multiplier_lr: float = 0.05
+    """dual ascent step of the Lagrange multipliers (0: fixed penalty); 0.5 overshot to multipliers of 50 and a policy
+    that never let the UE denoise (one trial run, 300k steps), 0.05 settled"""
     initial_multipliers: tuple[float, ...] = (0.0, 0.0)
     """the multipliers' initial values, one per cost (ue_energy, deadline_miss)"""
     eval_episodes: int = evaluation.DEFAULT_EVAL_EPISODES

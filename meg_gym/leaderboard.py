@@ -70,7 +70,8 @@ def full_config(data: dict[str, Any]) -> dict[str, Any]:
 
 def config_label(config: dict[str, Any], env_id: str = "MEG-PowerControl-v0") -> str:
     """The settings that differ from today's defaults, e.g. "budget_fraction=0.1", or "default"."""
-    default = evaluation.config_class(env_id)().to_dict()
+    # through JSON, as configs are stored (tuples become lists)
+    default = json.loads(json.dumps(evaluation.config_class(env_id)().to_dict()))
     changed = [f"{k}={v}" for k, v in sorted(config.items()) if k != "split" and default.get(k) != v]
     return ", ".join(changed) or "default"
 
@@ -109,6 +110,13 @@ def record_of(path: Path) -> dict[str, Any]:
         "ssim": data["ssim"]["mean"],
         "energy_used": data["energy_used"]["mean"],
         "energy_budget": data["energy_budget"],
+        # constrained environments: each cost's sum per episode (mean and spread over the test episodes), and limits
+        **{
+            key: {"mean": data[key]["mean"], "episode_std": data[key]["std"]}
+            for key in evaluation.SESSION_COSTS
+            if key in data
+        },
+        **({"cost_limits": data["cost_limits"]} if "cost_limits" in data else {}),
         "git_commit": data["git_commit"],
         "meg_gym_version": data["meg_gym_version"],
         "created": data["created"],
@@ -142,9 +150,13 @@ def merge(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str
 
 
 def entry_name(r: dict[str, Any]) -> str:
-    """A policy with its training budget, so that runs of different lengths are not pooled."""
+    """A policy with its training budget, so that runs of different lengths are not pooled.
+
+    Constrained environments name rows by policy alone (their table gives the budget in its own column); runs of
+    one policy with different budgets then get the budget in the name, as elsewhere.
+    """
     steps = r["training_steps"]
-    if not steps:
+    if not steps or environment(r["env_id"]).constrained:
         return r["policy"]
     return f"{r['policy']} ({steps // 1000}k)" if steps % 1000 == 0 else f"{r['policy']} ({steps})"
 
@@ -211,11 +223,32 @@ def build_tables(records: list[dict[str, Any]], reps: int, seed: int) -> list[di
                     ),
                 }
             )
+            if spec.constrained:
+                rows[-1].update(cost_rates(rs), training_steps=sorted({r["training_steps"] for r in rs}))
+        if spec.constrained:
+            mixed = [name for name, rs in by_entry.items() if len({r["training_steps"] for r in rs}) > 1]
+            if mixed:
+                raise SystemExit(f"{env_id}: runs of {mixed} with different training budgets; keep one budget each")
         rows.sort(key=lambda row: -row["psnr_mean"][0])
         config = json.loads(config_json)
         tables.append({"env_id": env_id, "config": config, "label": config_label(config, env_id), "cache_sha256": cache,
                        "rows": rows})  # fmt: skip
     return tables
+
+
+def cost_rates(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each cost's mean sum per episode with a 95% interval, and its limit.
+
+    One run: the interval is over its test episodes (mean +- 1.96 SE). Several runs: over the runs' means (normal
+    interval across training seeds, widened by the episodes' own SE).
+    """
+    out: dict[str, Any] = {"cost_limits": runs[0].get("cost_limits", {})}
+    for key in evaluation.SESSION_COSTS:
+        means = np.array([r[key]["mean"] for r in runs])
+        episode_se = np.array([r[key]["episode_std"] for r in runs]) / np.sqrt(runs[0]["episodes"])
+        se = np.sqrt(np.mean(episode_se**2) / len(runs) + (means.var(ddof=1) / len(runs) if len(runs) > 1 else 0.0))
+        out[key] = [float(means.mean()), float(means.mean() - 1.96 * se), float(means.mean() + 1.96 * se)]
+    return out
 
 
 def performance_profile(tables: list[dict[str, Any]], path: Path) -> list[str]:
@@ -295,6 +328,9 @@ def render(tables: list[dict[str, Any]], records: list[dict[str, Any]], figure: 
         cache = t["cache_sha256"]
         which = " (the shipped default)" if cache == shipped else ""
         lines += [f"## {t['env_id']}: {t['label']}, cache {cache[:12]}{which}", ""]
+        if environment(t["env_id"]).constrained:
+            lines += constrained_table(t)
+            continue
         lines += [
             "| policy | runs | PSNR IQM [95% CI] | PSNR mean [95% CI] | episode SE | SSIM | energy | gap to oracle [95% CI] |",
             "|---|---|---|---|---|---|---|---|",
@@ -307,6 +343,31 @@ def render(tables: list[dict[str, Any]], records: list[dict[str, Any]], figure: 
             )
         lines.append("")
     return "\n".join(lines)
+
+
+def constrained_table(t: dict[str, Any]) -> list[str]:
+    """The rows of a constrained environment: PSNR per request, each cost per session against its limit."""
+    spec = environment(t["env_id"])
+    limits = next((row["cost_limits"] for row in t["rows"] if row.get("cost_limits")), {})
+    lines = [
+        f"Every number is per session of the test split (PSNR: mean per request). Costs are sums per session with "
+        f"95% intervals, against the limits UE energy {limits.get('ue_energy', '?')} J and deadline misses "
+        f"{limits.get('deadline_miss', '?')}; *score* is normalised, 0 = `{spec.baseline_policy}`, "
+        f"1 = `{spec.upper_reference}` (the played non-causal planner, not its bound). Fidelity: "
+        f"{t['config'].get('fidelity', 'table')}.",
+        "",
+        "| policy | runs | training steps | PSNR IQM [95% CI] | PSNR mean [95% CI] | UE energy (J) [95% CI] | deadline misses [95% CI] | within limits | score |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in t["rows"]:
+        ok = all(row[k][0] <= limits.get(k, np.inf) + 1e-9 for k in evaluation.SESSION_COSTS)
+        score = f"{np.mean(row['normalised']):.2f}" if row["normalised"] is not None else "-"
+        steps = ", ".join(f"{s // 1000}k" if s else "-" for s in row["training_steps"])
+        lines.append(
+            f"| {row['policy']} | {row['runs']} | {steps} | {interval(row['psnr_iqm'])} | {interval(row['psnr_mean'])} | "
+            f"{interval(row['ue_energy'], 1)} | {interval(row['deadline_miss'])} | {'yes' if ok else 'no'} | {score} |"
+        )
+    return [*lines, ""]
 
 
 def main(args: Args) -> list[dict[str, Any]]:

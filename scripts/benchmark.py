@@ -60,6 +60,8 @@ class Args:
     """1 s timings, one repeat, a 20k-step soak, output under /tmp"""
     render_only: bool = False
     """only rewrite the page from the stored benchmarks.json (after a change to the text)"""
+    split_control_only: bool = False
+    """only MEG-SplitControl-v0's table and live rates (docs/benchmarks_split_control.md)"""
     info_metrics_only: bool = False
     """only measure what computing fewer metrics gains (reward latent-mse, no image metrics); prints, writes nothing"""
 
@@ -330,7 +332,102 @@ def render(r: dict, args: Args) -> str:
     return "\n".join(lines) + "\n"
 
 
+SPLIT_ENV_ID = "MEG-SplitControl-v0"
+
+
+def split_control_rates(args: Args, num_envs: int = 64) -> dict:
+    """MEG-SplitControl-v0 at ``num_envs``: table-mode steps/s, live-mode steps/s and live mode's compute floor.
+
+    The floor is the UNet and VAE work the live env cannot avoid for the same requests: for each (split step,
+    scheme) group of a step's random actions, the UE's denoising steps on the group's latents and the VAE decode,
+    timed directly (text embeddings precomputed, as the env keeps them). Everything else the env does (channel,
+    codec decode, PSNR/SSIM, bookkeeping) counts against it.
+    """
+    from meg_gym.envs.split_control.live import shared_live_ue
+
+    out: dict = {"num_envs": num_envs}
+    for fidelity in ("table", "live"):
+        env = gym.make_vec(SPLIT_ENV_ID, num_envs=num_envs, vectorization_mode="vector_entry_point", fidelity=fidelity)
+        env.reset(seed=0)
+        env.action_space.seed(0)
+        actions = [env.action_space.sample() for _ in range(32)]
+        counter = {"i": 0}
+
+        def run_once(env=env, actions=actions, counter=counter) -> int:
+            counter["i"] += 1
+            env.step(actions[counter["i"] % 32])
+            return num_envs
+
+        run_once()
+        out[fidelity] = timed(run_once, args.seconds if fidelity == "table" else 3 * args.seconds, args.repeats)
+        env.close()
+        print(f"split control, {fidelity}: {out[fidelity]:,.1f} steps/s", flush=True)
+    ue = shared_live_ue(None, "train", "cpu")
+    sessions_env = gym.make_vec(SPLIT_ENV_ID, num_envs=num_envs, vectorization_mode="vector_entry_point")
+    steps = sessions_env.unwrapped.sessions.split_steps
+    groups_per_step = []
+    for a in actions:
+        splits, counts = np.unique(steps[a[:, 0]] * 10 + a[:, 1], return_counts=True)
+        groups_per_step.append([(int(k) // 10, int(c)) for k, c in zip(splits, counts, strict=True)])
+    idx = np.arange(num_envs) % 64
+    cond, uncond = ue.text_embeddings(idx)
+    latents = torch.randn(num_envs, *ue.cache.latent_shape)
+    counter = {"i": 0}
+
+    def floor_once() -> int:
+        counter["i"] += 1
+        with torch.no_grad():
+            for split, count in groups_per_step[counter["i"] % 32]:
+                z = latents[:count]
+                if split < ue.total_steps:
+                    c, u = cond[:count], None if uncond is None else uncond[:count]
+                    z, _ = ue.pipeline.denoise(z, c, u, split, ue.total_steps)
+                ue.base.decode_images(z)
+        return num_envs
+
+    floor_once()
+    out["live_floor"] = timed(floor_once, 3 * args.seconds, args.repeats)
+    out["live_share_of_floor"] = out["live"] / out["live_floor"]
+    print(f"split control, live floor: {out['live_floor']:,.1f} steps/s; live = {out['live_share_of_floor']:.0%}")
+    return out
+
+
+def render_split_control(r: dict) -> str:
+    s = r["split_control"]
+    return "\n".join([
+        "# MEG-SplitControl-v0: speed",
+        "",
+        f"Made by `{r['command']}` at commit `{r['commit']}` on {r['machine']} ({r['wall_s'] / 60:.1f} min), "
+        f"native vector env with {s['num_envs']} sessions, random actions, default settings; medians of "
+        f"{r['args']['repeats']} timings. The live floor is the UNet and VAE work of the same requests, timed "
+        "directly (see `split_control_rates` in scripts/benchmark.py).",
+        "",
+        "| measure | steps/s | target |",
+        "|---|---|---|",
+        f"| table fidelity | {s['table']:,.0f} | >= 2,000 |",
+        f"| live fidelity | {s['live']:,.1f} | |",
+        f"| live compute floor (UNet + VAE) | {s['live_floor']:,.1f} | |",
+        f"| live as a share of its floor | {s['live_share_of_floor']:.0%} | >= 80% |",
+        "",
+    ])  # fmt: skip
+
+
 def main(args: Args) -> None:
+    if args.split_control_only:
+        start = time.time()
+        result = {
+            "split_control": split_control_rates(args),
+            "command": "python scripts/benchmark.py --split-control-only",
+            "commit": evaluation.git_commit(),
+            "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads",
+            "args": {k: str(x) for k, x in asdict(args).items()},
+        }
+        result["wall_s"] = time.time() - start
+        output = args.output.with_name("benchmarks_split_control.md")
+        output.with_suffix(".json").write_text(json.dumps(result, indent=1))
+        output.write_text(render_split_control(result))
+        print(output.read_text())
+        return
     if args.render_only:
         result = json.loads(args.output.with_suffix(".json").read_text())
         args.seconds, args.repeats = float(result["args"]["seconds"]), int(result["args"]["repeats"])

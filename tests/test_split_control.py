@@ -290,14 +290,16 @@ def test_planner_bound_lies_above_every_reference_it_is_compared_with():
     z, r = np.indices(plan["split"].shape)
     num_m = planner.energies.shape[0]
     a = plan["split"] * num_m + plan["scheme"]
-    j = np.abs(planner.energies[plan["scheme"]][..., None] - planner.energies[plan["scheme"]][..., :]).argmin(-1)
-    value = table["values"][z, r, a, j].mean()
+    value = table["values"][z, r, a, plan["energy_index"]].mean()
     costs = table["costs"][z, r, a].sum(1).mean(0)
     spent = plan["energy"].sum(1)
     assert np.all(spent <= planner.budget * (1 + 1e-9))
     bound = planner.bound(table, lam)
     # weak duality: value <= bound + lam . (mean costs - limits) for any lam >= 0
-    assert value <= bound + lam @ (costs - planner.limits) / r + 1e-9
+    requests = table["values"].shape[1]
+    assert value <= bound + lam @ (costs - planner.limits) / requests + 1e-9
+    # the interval bounds only raise it
+    assert planner.bound(table, lam) >= planner.bound({**table, "upper": table["values"]}, lam) - 1e-12
 
 
 @pytest.mark.parametrize("name", ["best-fixed", "time-sharing", "myopic", "planner"])
@@ -313,3 +315,30 @@ def test_references_run_and_give_valid_actions(name):
         assert actions.shape == (4, 3) and venv.single_action_space.contains(actions[0].astype(np.int64))
         obs, reward, terminated, _, info = venv.step(actions)
     assert terminated.all()
+
+
+def test_evaluation_and_leaderboard_report_costs_against_limits(tmp_path):
+    from meg_gym import evaluation, leaderboard
+    from meg_gym.policies import SPLIT_CONTROL_POLICIES
+
+    config = SplitControlConfig(num_requests=8)
+    kwargs = evaluation.env_kwargs(config)
+    paths = []
+    for name in ("best-fixed", "myopic"):
+        result = evaluation.evaluate_policy(
+            SPLIT_CONTROL_POLICIES[name](config), ENV_ID, kwargs, episodes=6, num_envs=4
+        )
+        assert len(result["ue_energy"]["per_episode"]) == 6 and result["cost_limits"] == config.cost_limits
+        # a session's costs are sums over its requests; its PSNR the mean per request
+        assert min(result["ue_energy"]["per_episode"]) >= 8 * config.ue_power_w * config.ue_decode_s - 1e-9
+        paths.append(evaluation.write_eval(tmp_path / name / "eval.json", result, name, name, {}))
+    tables = leaderboard.build_tables([leaderboard.record_of(p) for p in paths], reps=50, seed=0)
+    (table,) = tables
+    rows = {row["policy"]: row for row in table["rows"]}
+    assert set(rows) == {"best-fixed", "myopic"}
+    for row in rows.values():
+        assert len(row["psnr_iqm"]) == 3 and len(row["ue_energy"]) == 3 and len(row["deadline_miss"]) == 3
+        assert row["ue_energy"][1] <= row["ue_energy"][0] <= row["ue_energy"][2]
+    assert rows["best-fixed"]["normalised"] is None  # no planner row to normalise by
+    page = "\n".join(leaderboard.constrained_table(table))
+    assert "deadline misses" in page and "Fidelity: table" in page

@@ -142,7 +142,8 @@ class DualPlanner:
         return {"values": np.stack(values), "upper": np.stack(upper), "costs": np.stack(costs)}
 
     def _inner(self, values: np.ndarray, costs: np.ndarray, lam: np.ndarray, iterations: int = 30):
-        """Per session, min over mu of the Lagrangian: (dual value per session, argmax (Z, R) of A and of J, mu)."""
+        """Per session, min over mu of the Lagrangian: (dual value per session, the argmax plan's A and J indices (Z, R)
+        at the smallest multiplier found whose plan spends at most the budget, that multiplier)."""
         energies = np.tile(self.energies, (len(self.sessions.split_steps), 1))  # (A, J)
         penalised = values - (costs @ lam)[..., None]  # (Z, R, A, J)
         z = values.shape[0]
@@ -168,16 +169,12 @@ class DualPlanner:
             _, k = best(mid)
             over = energies.reshape(-1)[k].sum(-1) > self.budget
             low, high = np.where(over, mid, low), np.where(over, high, mid)
-        mu = np.where(feasible_at_zero, 0.0, high)
-        # the convex function's minimum lies in [low, high]; evaluate both ends and keep the lower (a valid bound)
-        candidates = []
-        for m in (np.where(feasible_at_zero, 0.0, low), mu):
-            v, k = best(m)
-            candidates.append((v.sum(-1) + m * self.budget, k, m))
-        pick = candidates[1][0] <= candidates[0][0]
-        dual = np.where(pick, candidates[1][0], candidates[0][0])
-        k = np.where(pick[:, None], candidates[1][1], candidates[0][1])
-        mu = np.where(pick, candidates[1][2], candidates[0][2])
+        mu = np.where(feasible_at_zero, 0.0, high)  # spends at most the budget: the plan's multiplier
+        value_high, k = best(mu)
+        value_low, _ = best(np.where(feasible_at_zero, 0.0, low))
+        # the convex function's minimum lies in [low, high]: the lower end value is a valid (tighter) bound too
+        dual = np.minimum(value_high.sum(-1) + mu * self.budget,
+                          value_low.sum(-1) + np.where(feasible_at_zero, 0.0, low) * self.budget)  # fmt: skip
         num_j = energies.shape[1]
         return dual, k // num_j, k % num_j, mu
 
@@ -200,8 +197,8 @@ class DualPlanner:
         return lam, float(result.fun)
 
     def plan(self, table: dict[str, np.ndarray], lam: np.ndarray) -> dict[str, np.ndarray]:
-        """The argmax plan at ``lam``: per session and request, split index, scheme index and energy (J)."""
+        """The argmax plan at ``lam``: per session and request, split index, scheme index, energy (J) and its grid index."""
         _, a, j, _ = self._inner(table["values"], table["costs"], np.asarray(lam, dtype=np.float64))
         num_m = self.energies.shape[0]
         scheme = a % num_m
-        return {"split": a // num_m, "scheme": scheme, "energy": self.energies[scheme, j]}
+        return {"split": a // num_m, "scheme": scheme, "energy": self.energies[scheme, j], "energy_index": j}
