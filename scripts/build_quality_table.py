@@ -81,6 +81,7 @@ def main(args: Args) -> QualityTable:
             wall_before = float(old.meta.get("wall_s", 0.0))
             print(f"resuming after {done} prompts", flush=True)
     start = time.time()
+    commit = evaluation.git_commit()  # the code that runs: read once, before a long build
     s_n, m_n, g_n, d_n = shape[1:]
     table = None
     for first in range(done, num, args.chunk):
@@ -101,8 +102,9 @@ def main(args: Args) -> QualityTable:
             snr_db=grid,
             values={k: v[: chunk[-1] + 1] for k, v in values.items()},
             meta={
-                "command": f"python scripts/build_quality_table.py --split {args.split} --prompts {args.prompts}",
-                "commit": evaluation.git_commit(),
+                "command": f"python scripts/build_quality_table.py --split {args.split} --prompts {args.prompts}"
+                + (f" --threads {args.threads}" if args.threads else ""),
+                "commit": commit,
                 "cache_sha256": cache_fingerprint(args.cache_dir),
                 "seed": args.seed,
                 "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads",
