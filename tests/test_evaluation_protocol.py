@@ -226,3 +226,22 @@ def test_split_codec_report_runs_and_its_references_make_sense(tmp_path):
         assert row["cells"]["+10 dB"]["psnr"] < row["exact_latent_psnr"]
         assert row["cells"]["+10 dB"]["latent_snr_db"] <= row["cells"]["clean"]["latent_snr_db"] + 0.5
     assert "| 20 | 0 | seed 0.25 | 32 |" in (tmp_path / "split_codec.md").read_text()
+
+
+def test_split_control_report_and_table_validation_run(tmp_path):
+    import evaluate_split_control
+    import validate_split_table
+
+    from meg_gym.config import SplitControlConfig
+
+    args = evaluate_split_control.Args(policies=("best-fixed", "planner"), episodes=8, num_envs=8,
+                                       runs_dir=tmp_path / "runs", output=tmp_path / "sc.md",
+                                       env=SplitControlConfig(num_requests=8))  # fmt: skip
+    report = evaluate_split_control.main(args)
+    assert report["planner_bound"]["bound"] >= report["policies"]["planner"]["psnr"][0] - 1.0
+    assert (tmp_path / "runs" / "planner" / "eval.json").exists()
+    page = (tmp_path / "sc.md").read_text()
+    assert "planner - best-fixed" in page and "| 15 / seed-1/4 |" in page
+    result = validate_split_table.main(validate_split_table.Args(prompts=1, draws=1, betas=(1.0,), sessions=0,
+                                                                 snr_db=(5.0,), output=tmp_path / "v.md"))  # fmt: skip
+    assert len(result["per_cell"]["cells"]) == 4 * 5 and set(result["per_cell"]["fits"]) == {"mmse", "eesm 1"}
