@@ -148,7 +148,8 @@ def resolve(args: Any, spec: EnvironmentSpec) -> tuple[Any, str, Any, dict[str, 
             changed = {k: v for k, v in config.to_dict().items() if v != getattr(train_config, k) and k != "split"}
             print(f"note: evaluating under settings that differ from training: {changed}")
         name = args.name or getattr(module, "ALGORITHM", run_dir.name)
-        return module.load_policy(run_dir), name, config, {"kind": "learner", "run": str(run_dir)}
+        source = {"kind": "learner", "run": str(run_dir), "total_timesteps": meta["args"].get("total_timesteps")}
+        return module.load_policy(run_dir), name, config, source
     if args.policy.rpartition(":")[0] == "":
         raise SystemExit(
             f"--policy {args.policy!r} is not a fixed policy of {spec.env_id} ({', '.join(fixed)}), a run folder, "
@@ -165,6 +166,8 @@ def main(args: Any) -> dict[str, Any]:
     run_name = f"eval__{name}__{args.seed}"
     output = args.output or Path("runs") / run_name / "eval.json"
     stored_args = {**dataclasses.asdict(args), "env": config.to_dict(), "source": source}
+    if source.get("total_timesteps"):  # a learner's training budget, which the leaderboard shows and pools by
+        stored_args["total_timesteps"] = source["total_timesteps"]
     path = evaluation.write_eval(output, result, name, run_name, stored_args)
     print(f"{name}: test-split PSNR {result['psnr']['mean']:.2f} dB over {result['episodes']} episodes -> {path}")
     return result
