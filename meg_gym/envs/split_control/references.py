@@ -15,8 +15,9 @@ tuning, it is tuned on sessions of the *train* prompts (fixed seeds), never on t
   energy and ES energy, among those that meet the deadline; the prices are fitted on train sessions so that the
   UE energy meets its limit.
 - ``planner``: non-causal (:class:`meg_gym.envs.split_control.planning.DualPlanner`): at each session's first
-  request it reads the whole session and plans it by Lagrangian duality; its multipliers on the costs are
-  fitted on train sessions. Its bound (an upper bound on every causal policy) is computed by
+  request it reads the whole session and plans it by Lagrangian duality; its multipliers on the costs start from
+  those fitted on train sessions and are raised until the plans of the sessions starting together meet both limits
+  on average (their costs are known exactly in advance). Its bound (an upper bound on every causal policy) is computed by
   ``scripts/evaluate_split_control.py``.
 
 Expected quality averages the table's noise draws and, for causal policies, a fixed sample of fading draws
@@ -39,6 +40,7 @@ __all__ = [
     "best_fixed",
     "lagrangian_greedy",
     "myopic",
+    "feasible_plan",
     "plan_costs",
     "planner",
     "time_sharing",
@@ -284,6 +286,21 @@ def _planner_multipliers(config: Any) -> tuple[float, float]:
     return float(lam[0]), float(lam[1])
 
 
+def feasible_plan(planner: DualPlanner, table: dict[str, np.ndarray], lam: np.ndarray) -> dict[str, np.ndarray]:
+    """The argmax plans of these sessions, each multiplier raised (x1.25) until the sessions' mean costs meet its limit.
+
+    A plan's costs are exactly what the sessions will cost (they depend only on the actions and the deadlines, which
+    the preview reveals), so the played planner meets both limits on every batch it plans.
+    """
+    for _ in range(60):
+        plan = planner.plan(table, lam)
+        over = plan_costs(planner, table, plan) > planner.limits + 1e-9
+        if not over.any():
+            return plan
+        lam = np.where(over, np.maximum(lam * 1.25, 1e-3), lam)
+    raise RuntimeError(f"no multipliers up to {lam} make the plans meet the limits {planner.limits}")
+
+
 def plan_costs(planner: DualPlanner, table: dict[str, np.ndarray], plan: dict[str, np.ndarray]) -> np.ndarray:
     """Mean cost sums per session (UE energy, deadline misses) of plans on the sessions of ``table``."""
     z, r = np.indices(plan["split"].shape)
@@ -307,7 +324,7 @@ def planner(config: Any) -> Policy:
         starting = np.flatnonzero(request == 0)
         if len(starting):
             previews = [venv.preview(i) for i in starting]
-            plan = state["planner"].plan(state["planner"].session_values(previews), lam)
+            plan = feasible_plan(state["planner"], state["planner"].session_values(previews), lam)
             if state["plan"] is None or len(state["plan"]["split"]) != len(obs):
                 state["plan"] = {k: np.zeros((len(obs), num_r), dtype=v.dtype) for k, v in plan.items()}
             for key, value in plan.items():
