@@ -174,6 +174,11 @@ class ChannelConfig:
         """Large-scale power gain 10^(-path_loss_db / 10), i.e. E|h|^2."""
         return 10.0 ** (-self.path_loss_db / 10.0)
 
+    @property
+    def channel(self) -> ChannelConfig:
+        """The channel part of a configuration that extends this one (environment configs do)."""
+        return ChannelConfig(**{f.name: getattr(self, f.name) for f in fields(ChannelConfig)})
+
     def to_dict(self) -> dict[str, Any]:
         """The fields as a plain dict (JSON-serialisable)."""
         return {f.name: getattr(self, f.name) for f in fields(self)}

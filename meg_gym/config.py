@@ -115,11 +115,6 @@ class PowerControlConfig(ChannelConfig):
             object.__setattr__(self, "info_metrics", tuple(dict.fromkeys(names)))
 
     @property
-    def channel(self) -> ChannelConfig:
-        """The channel part of the configuration."""
-        return ChannelConfig(**{f.name: getattr(self, f.name) for f in fields(ChannelConfig)})
-
-    @property
     def peak_power(self) -> float:
         return self.noise_power * 10.0 ** (self.peak_snr_db / 10.0)
 
@@ -267,11 +262,6 @@ class SplitControlConfig(ChannelConfig):
                 f"SplitControlConfig.deadline_s must be (low, high) seconds with 0 < low <= high, got {deadline!r}"
             )
         object.__setattr__(self, "deadline_s", (low, high))
-
-    @property
-    def channel(self) -> ChannelConfig:
-        """The channel part of the configuration (the fading of a request's blocks)."""
-        return ChannelConfig(**{f.name: getattr(self, f.name) for f in fields(ChannelConfig)})
 
     @property
     def cost_limits(self) -> dict[str, float]:

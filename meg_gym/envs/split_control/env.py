@@ -119,6 +119,7 @@ class Sessions:
 
     def __init__(self, config: SplitControlConfig, num_envs: int):
         self.config = config
+        self.channel = config.channel  # built once: the per-request gain draws use it
         self.num_envs = num_envs
         self.table = shared_table(config.split, config.table_dir)
         self._check_table()
@@ -207,7 +208,7 @@ class Sessions:
 
     def _outcome_draws(self, rng) -> tuple[np.ndarray, Any]:
         """(block gains (K,), the table's noise draw or the live channel noise) of a request being served."""
-        gains = channel.sample_block_gains(self.config.channel, 1, self.config.num_blocks, rng)[0]
+        gains = channel.sample_block_gains(self.channel, 1, self.config.num_blocks, rng)[0]
         if self.live is None:
             return gains, int(rng.integers(self.table.num_draws))
         n = self.live_symbols
@@ -584,28 +585,19 @@ class SplitControlVectorEnv(VectorEnv):
         if len(active):
             step_info = _flatten_costs(self.sessions.step(choice, active, self._rngs))
             ended = self.sessions.ended(active)
-            if len(ended):
-                summary = self.sessions.session_summary(ended)
-                position = np.searchsorted(active, ended)
-                for key, value in summary.items():
-                    full = np.zeros(len(active))
-                    full[position] = value
-                    step_info[key] = full
             rewards[active] = step_info["quality"]
             terminated[ended] = True
             same_step = self.metadata["autoreset_mode"] == AutoresetMode.SAME_STEP
             infos = with_masks(step_info, active, n)
-            for key in self.sessions.session_summary(ended[:0]):
-                if key in infos:
-                    infos[f"_{key}"] = np.isin(np.arange(n), ended)
+            if len(ended):
+                infos.update(with_masks(self.sessions.session_summary(ended), ended, n))
             if same_step and len(ended):
                 last_obs = self.sessions.observations()
                 final_obs = np.full(n, None, dtype=object)
                 for i in ended:
                     final_obs[i] = last_obs[i]
                 mask = np.isin(np.arange(n), ended)
-                final_info = {k: v for k, v in infos.items()}
-                infos = {"final_obs": final_obs, "_final_obs": mask, "final_info": _nest_costs(final_info, False),
+                infos = {"final_obs": final_obs, "_final_obs": mask, "final_info": _nest_costs(infos, False),
                          "_final_info": mask.copy()}  # fmt: skip
                 restart = ended
         if len(restart):

@@ -26,6 +26,7 @@ Expected quality averages the table's noise draws and, for causal policies, a fi
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
 from typing import Any
@@ -54,7 +55,7 @@ TRAIN_SEED = 10_000  # train sessions that tune the references (the evaluation s
 def _sessions_of(config: Any, num_envs: int):
     from meg_gym.envs.split_control.env import Sessions
 
-    return Sessions(config.__class__(**{**config.to_dict(), "split": "train", "fidelity": "table"}), num_envs)
+    return Sessions(dataclasses.replace(config, split="train", fidelity="table"), num_envs)
 
 
 @functools.lru_cache(maxsize=4)
@@ -201,10 +202,9 @@ def myopic(config: Any, fading_draws: int = 32) -> Policy:
         ok = (miss == 0) & (ue_energy[None, :, None] <= share[:, None, None])
         score = np.where(ok, values[..., fair], -np.inf)
         # nothing fits: the fewest UE steps, the best scheme for them
-        fallback = np.where(
-            np.arange(len(ue_energy)) == ue_energy.argmin(), values[..., fair].transpose(0, 2, 1), -np.inf
-        )
-        score = np.where(np.isfinite(score).any((1, 2))[:, None, None], score, fallback.transpose(0, 2, 1))
+        fewest = (np.arange(len(ue_energy)) == ue_energy.argmin())[None, :, None]
+        fallback = np.where(fewest, values[..., fair], -np.inf)
+        score = np.where(np.isfinite(score).any((1, 2))[:, None, None], score, fallback)
         flat = score.reshape(len(obs), -1).argmax(1)
         split, scheme = np.unravel_index(flat, score.shape[1:])
         return np.stack([split, scheme, np.full(len(obs), fair)], axis=1)
