@@ -1,20 +1,32 @@
-"""Check MEG-SplitControl-v0's table fidelity against live runs on the default fading; fit the effective-SNR map.
+"""Check MEG-SplitControl-v0's table fidelity against live runs on the default fading, with uncertainties.
 
-    python scripts/validate_split_table.py                       # writes docs/split_table_validation.md (+ .json)
-    python scripts/validate_split_table.py --prompts 8 --sessions 8 --output /tmp/v.md   # a quick look
+    python scripts/validate_split_table.py --sessions 0 --output runs/validation/cells.md    # part 1 only
+    python scripts/validate_split_table.py --no-cells --learners runs/MEG-SplitControl-v0__ppo_* \
+        --output runs/validation/ranking.md                                                     # part 2 only
+    python scripts/validate_split_table.py --merge runs/validation/cells.json runs/validation/ranking.json
+                                                         # docs/split_table_validation.md (+ .json) from both parts
+    python scripts/validate_split_table.py --prompts 8 --draws 1 --sessions 4 --output /tmp/v.md   # a quick look
 
-1. **Per cell.** For every split step, scheme and mean SNR of ``--snr-db``, ``--prompts`` test prompts each cross
-   ``--draws`` independent Rayleigh block-fading channels (the env's ``num_blocks``); the UE side runs live
-   (:class:`meg_gym.envs.split_control.live.LiveUE`). The table predicts each request from its blocks' SNRs through
-   the effective-SNR map. The page gives, per (split, scheme, SNR) cell, the live mean PSNR, the table's, and the
-   difference, for the MMSE-equivalent map (the env's default) and for EESM at the beta that fits best.
-2. **Ranking.** Every fixed policy of the environment runs ``--sessions`` test sessions under both fidelities
-   (the same seeds, hence the same channels, prompts and deadlines); the page gives both rankings.
+1. **Per cell.** For every split step, scheme and mean SNR of ``--snr-db``, each of ``--prompts`` test prompts
+   meets ``--draws`` independent block-fading channels (the env's default fading and ``num_blocks``) and the UE
+   side runs live (:class:`meg_gym.envs.split_control.live.LiveUE`). The table predicts the same requests (same
+   prompt, same block SNRs, mean over its noise draws) through the effective-SNR map, so the difference is
+   paired: prompt and fading cancel, and what is left is the live run's own noise (the UE's denoising amplifies
+   the channel noise: one prompt's PSNR varies by several dB between noise draws) and the table's. Each cell
+   gets the mean difference with its 95% CI, and the table's own sampling error there (its draws' spread over
+   the square root of its samples): a cell can be no more accurate than that.
+2. **Ranking.** Every fixed policy of the environment, and every learner run of ``--learners``, runs
+   ``--sessions`` test sessions under both fidelities (the same seeds, hence the same channels, prompts and
+   deadlines); the page gives both rankings with 95% CIs.
+
+The two parts can run as separate processes (one CPU thread each on a 2-core machine) and be merged.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
+import math
 import platform
 import time
 from dataclasses import dataclass
@@ -31,22 +43,37 @@ from meg_gym.envs.split_control.live import shared_live_ue
 from meg_gym.envs.split_control.quality_table import effective_snr_db
 
 ENV_ID = "MEG-SplitControl-v0"
+COMMAND = "python scripts/validate_split_table.py"
 
 
 @dataclass
 class Args:
     snr_db: tuple[float, ...] = (-5.0, 5.0, 15.0)
     """mean receive SNRs of the cells (dB)"""
-    prompts: int = 32
-    """test prompts per cell"""
-    draws: int = 2
-    """fading channels per prompt and cell"""
-    betas: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
-    """EESM parameters tried"""
+    prompts: int = 128
+    """test prompts per cell (the first this many of the table)"""
+    draws: int = 3
+    """fading channels (and live noise draws) per prompt and cell"""
+    betas: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0)
+    """EESM parameters tried besides the MMSE-equivalent map"""
+    cells: bool = True
+    """run part 1 (per cell)"""
     sessions: int = 64
-    """test sessions per policy and fidelity for the ranking (0: skip it)"""
+    """test sessions per policy and fidelity for the ranking (0: skip part 2)"""
+    learners: tuple[Path, ...] = ()
+    """learner run folders (saved with --save-model) ranked beside the fixed policies"""
+    merge: tuple[Path, ...] = ()
+    """render the page from these JSON parts instead of running anything"""
+    threads: int = 0
+    """torch threads (0: torch's default)"""
     seed: int = 0
     output: Path = Path("docs/split_table_validation.md")
+
+
+def mean_ci(values: np.ndarray) -> list[float]:
+    values = np.asarray(values, dtype=np.float64)
+    half = 1.96 * values.std(ddof=1) / math.sqrt(len(values)) if len(values) > 1 else float("nan")
+    return [float(values.mean()), float(values.mean() - half), float(values.mean() + half)]
 
 
 def cells(args: Args) -> dict:
@@ -56,69 +83,106 @@ def cells(args: Args) -> dict:
     rng = np.random.default_rng(args.seed)
     prompts = np.arange(min(args.prompts, table.num_prompts))
     live_rows = np.searchsorted(ue.rows, table.rows[prompts])
-    keys, live, gains_all = [], [], []
-    idx, splits, schemes, block_snr = [], [], [], []
+    n = len(prompts) * args.draws
+    keys, idx, splits, schemes, block_snr = [], [], [], [], []
     for i, split in enumerate(sessions.split_steps):
         for j, scheme in enumerate(config.schemes):
             for snr in args.snr_db:
-                gains = channel.sample_block_gains(config.channel, len(prompts) * args.draws, config.num_blocks, rng)
+                gains = channel.sample_block_gains(config.channel, n, config.num_blocks, rng)
                 keys.append((int(split), scheme, float(snr), i, j))
                 idx.append(np.repeat(live_rows, args.draws))
-                splits.append(np.full(len(gains), split))
-                schemes += [scheme] * len(gains)
+                splits.append(np.full(n, split))
+                schemes += [scheme] * n
                 block_snr.append(channel.db_to_linear(snr) * np.abs(gains) ** 2)
-                gains_all.append(np.repeat(prompts, args.draws))
     generator = torch.Generator().manual_seed(args.seed)
-    out = ue.run(np.concatenate(idx), np.concatenate(splits), schemes, np.concatenate(block_snr), generator, ("psnr",))
-    live = out["psnr"]
-    n = len(prompts) * args.draws
-    per_cell = []
-    fits = {}
+    live = ue.run(np.concatenate(idx), np.concatenate(splits), schemes, np.concatenate(block_snr), generator)["psnr"]
+    request_prompts = np.repeat(prompts, args.draws)
+    psnr = table.values["psnr"]
+    draw_sd = psnr.std(-1, ddof=1) if table.num_draws > 1 else np.full(psnr.shape[:-1], np.nan)  # (P, S, M, G)
+    per_cell, fits, paired = [], {}, []
     for beta in (None, *args.betas):
         errors = []
         for c, (split, scheme, snr, i, j) in enumerate(keys):
-            eff = effective_snr_db(block_snr[c], beta)
-            predicted = table.lookup("psnr", gains_all[c], i, j, eff)
-            errors.append(float(predicted.mean() - live[c * n : (c + 1) * n].mean()))
+            predicted = table.lookup("psnr", request_prompts, i, j, effective_snr_db(block_snr[c], beta))
+            measured = live[c * n : (c + 1) * n]
+            diff = mean_ci(predicted - measured)
+            errors.append(diff)
             if beta is None:
-                per_cell.append({"split_step": split, "scheme": scheme, "snr_db": snr,
-                                 "live": float(live[c * n : (c + 1) * n].mean()), "table": float(predicted.mean())})  # fmt: skip
+                paired.append(predicted - measured)
+                grid = int(np.argmin(np.abs(table.snr_db - snr)))
+                per_cell.append({
+                    "split_step": split, "scheme": scheme, "snr_db": snr, "live": mean_ci(measured),
+                    "table": float(predicted.mean()), "diff": diff,
+                    # the shipped table's own sampling error in this cell (its draws at the nearest grid point)
+                    "table_se": float(np.sqrt(np.mean(draw_sd[prompts, i, j, grid] ** 2) / (len(prompts) * table.num_draws))),
+                })  # fmt: skip
+        point = np.array([e[0] for e in errors])
+        half = np.array([e[2] - e[0] for e in errors])
         fits["mmse" if beta is None else f"eesm {beta:g}"] = {
-            "max_abs": float(np.max(np.abs(errors))),
-            "rms": float(np.sqrt(np.mean(np.square(errors)))),
-            "errors": errors,
+            "max_abs": float(np.max(np.abs(point))),
+            "rms": float(np.sqrt(np.mean(point**2))),
+            "cells_ci_excludes_zero": int(np.sum(np.abs(point) > half)),
+            "errors": point.tolist(),
         }
-    return {"cells": per_cell, "fits": fits, "requests_per_cell": n}
+    by_scheme = {
+        scheme: mean_ci(np.concatenate([paired[c] for c, key in enumerate(keys) if key[4] == j]))
+        for j, scheme in enumerate(config.schemes)
+    }
+    return {"cells": per_cell, "fits": fits, "by_scheme": by_scheme, "requests_per_cell": n,
+            "prompts": len(prompts), "table_draws": table.num_draws, "snr_db": list(args.snr_db)}  # fmt: skip
+
+
+def learner_policy(run_dir: Path):
+    meta = evaluation.read_model_json(run_dir)
+    module = importlib.import_module(f"meg_gym_baselines.{meta['learner']}")  # baselines/, installed
+    return module.load_policy(run_dir), str(meta["args"].get("exp_name") or meta["algorithm"])
 
 
 def ranking(args: Args) -> dict:
     from meg_gym.policies import SPLIT_CONTROL_POLICIES
 
     config = SplitControlConfig()
+    policies = {name: make(config) for name, make in SPLIT_CONTROL_POLICIES.items()}
+    for run_dir in args.learners:
+        policy, algorithm = learner_policy(run_dir)
+        policies[f"{algorithm.replace('_', '-')} ({run_dir.name.rsplit('__', 1)[-1]})"] = policy
     out = {}
     for fidelity in ("table", "live"):
         kwargs = evaluation.env_kwargs(SplitControlConfig(fidelity=fidelity))
         out[fidelity] = {}
-        for name, make in SPLIT_CONTROL_POLICIES.items():
-            result = evaluation.evaluate_policy(
-                make(config), ENV_ID, kwargs, args.sessions, num_envs=min(64, args.sessions)
-            )
-            out[fidelity][name] = result["psnr"]["mean"]
-            print(f"{fidelity} {name}: {out[fidelity][name]:.2f} dB", flush=True)
-    return out
+        for name, policy in policies.items():
+            result = evaluation.evaluate_policy(policy, ENV_ID, kwargs, args.sessions, num_envs=min(64, args.sessions))
+            out[fidelity][name] = {
+                "psnr": mean_ci(result["psnr"]["per_episode"]),
+                "ue_energy": float(np.mean(result["ue_energy"]["per_episode"])),
+                "deadline_miss": float(np.mean(result["deadline_miss"]["per_episode"])),
+            }
+            print(f"{fidelity} {name}: {out[fidelity][name]['psnr'][0]:.2f} dB", flush=True)
+    return {"sessions": args.sessions, "policies": out}
 
 
 def main(args: Args) -> dict:
-    start = time.time()
-    result = {"per_cell": cells(args)}
-    best = min(result["per_cell"]["fits"].items(), key=lambda kv: kv[1]["rms"])
-    print(f"per cell: MMSE map max |diff| {result['per_cell']['fits']['mmse']['max_abs']:.2f} dB; best {best[0]} "
-          f"{best[1]['max_abs']:.2f} dB", flush=True)  # fmt: skip
-    if args.sessions:
-        result["ranking"] = ranking(args)
-    result.update(command="python scripts/validate_split_table.py", commit=evaluation.git_commit(),
-                  machine=platform.processor() or platform.machine(), wall_s=time.time() - start,
-                  args=json.loads(json.dumps(args.__dict__, default=str)))  # fmt: skip
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    start, commit = time.time(), evaluation.git_commit()
+    if args.merge:
+        result = {"parts": []}
+        for path in args.merge:
+            part = json.loads(path.read_text())
+            result["parts"].append({k: part[k] for k in ("command", "commit", "machine", "wall_s")})
+            result.update({k: v for k, v in part.items() if k in ("per_cell", "ranking")})
+    else:
+        result = {}
+        if args.cells:
+            result["per_cell"] = cells(args)
+            fits = result["per_cell"]["fits"]
+            print(f"per cell: MMSE map max |diff| {fits['mmse']['max_abs']:.2f} dB, RMS {fits['mmse']['rms']:.2f}",
+                  flush=True)  # fmt: skip
+        if args.sessions:
+            result["ranking"] = ranking(args)
+        result.update(command=COMMAND, commit=commit, machine=platform.processor() or platform.machine(),
+                      wall_s=time.time() - start, args=json.loads(json.dumps(args.__dict__, default=str)))  # fmt: skip
+        result["parts"] = [{k: result[k] for k in ("command", "commit", "machine", "wall_s")}]
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
     args.output.write_text(render(result))
@@ -126,34 +190,61 @@ def main(args: Args) -> dict:
     return result
 
 
+def fmt_ci(v: list[float]) -> str:
+    return f"{v[0]:+.2f} [{v[1]:+.2f}, {v[2]:+.2f}]"
+
+
 def render(r: dict) -> str:
-    pc = r["per_cell"]
-    fits = pc["fits"]
-    best = min(fits.items(), key=lambda kv: kv[1]["rms"])
-    lines = [
-        "# MEG-SplitControl-v0: table fidelity against live runs",
-        "",
-        f"Made by `{r['command']}` at commit `{r['commit']}` ({r['machine']}, {r['wall_s'] / 60:.1f} min). Default "
-        f"fading (Rayleigh, 4 blocks per request), {pc['requests_per_cell']} live requests per cell.",
-        "",
-        f"Largest per-cell difference of mean PSNR (table - live): **{fits['mmse']['max_abs']:.2f} dB** with the "
-        f"MMSE-equivalent map (the default; RMS {fits['mmse']['rms']:.2f}); best EESM fit {best[0]}: "
-        f"{best[1]['max_abs']:.2f} dB (RMS {best[1]['rms']:.2f}).",
-        "",
-        "| map | max abs diff (dB) | RMS (dB) |",
-        "|---|---|---|",
-    ]
-    lines += [f"| {k} | {v['max_abs']:.2f} | {v['rms']:.2f} |" for k, v in fits.items()]
-    lines += ["", "| split step | scheme | SNR (dB) | live | table (MMSE map) | diff |", "|---|---|---|---|---|---|"]
-    lines += [f"| {c['split_step']} | {c['scheme']} | {c['snr_db']:+g} | {c['live']:.2f} | {c['table']:.2f} | "
-              f"{c['table'] - c['live']:+.2f} |" for c in pc["cells"]]  # fmt: skip
+    lines = ["# MEG-SplitControl-v0: table fidelity against live runs", ""]
+    lines += [f"Made by `{p['command']}` at commit `{p['commit']}` ({p['machine']}, {p['wall_s'] / 60:.1f} min)."
+              for p in r["parts"]]  # fmt: skip
+    if "per_cell" in r:
+        pc = r["per_cell"]
+        fits = pc["fits"]
+        mmse = fits["mmse"]
+        n_cells = len(pc["cells"])
+        lines += [
+            "",
+            "## Per cell",
+            "",
+            f"Default fading (Rayleigh, 4 blocks per request); {pc['requests_per_cell']} live requests per cell "
+            f"({pc['prompts']} test prompts x {pc['requests_per_cell'] // pc['prompts']} channels), each compared "
+            "with the table's prediction of the same request (paired). Largest per-cell mean difference (table - "
+            f"live) with the MMSE-equivalent map (the default): **{mmse['max_abs']:.2f} dB** (RMS "
+            f"{mmse['rms']:.2f}); its 95% CI excludes zero in {mmse['cells_ci_excludes_zero']} of {n_cells} cells "
+            f"(about {0.05 * n_cells:.0f} expected by chance if table and live agreed exactly).",
+            "",
+            "| map | max abs diff (dB) | RMS (dB) | cells whose CI excludes 0 |",
+            "|---|---|---|---|",
+        ]
+        lines += [f"| {k} | {v['max_abs']:.2f} | {v['rms']:.2f} | {v['cells_ci_excludes_zero']} |"
+                  for k, v in fits.items()]  # fmt: skip
+        lines += ["", "Pooled over split steps and SNRs (MMSE map), table - live:", "",
+                  "| scheme | mean diff (dB) [95% CI] |", "|---|---|"]  # fmt: skip
+        lines += [f"| {k} | {fmt_ci(v)} |" for k, v in pc["by_scheme"].items()]
+        lines += ["", "`table SE`: the shipped table's own sampling error in the cell (from its "
+                  f"{pc['table_draws']} noise draws per prompt).", "",
+                  "| split step | scheme | SNR (dB) | live | table | table - live [95% CI] | table SE |",
+                  "|---|---|---|---|---|---|---|"]  # fmt: skip
+        lines += [f"| {c['split_step']} | {c['scheme']} | {c['snr_db']:+g} | {c['live'][0]:.2f} | {c['table']:.2f} | "
+                  f"{fmt_ci(c['diff'])} | {c['table_se']:.2f} |" for c in pc["cells"]]  # fmt: skip
     if "ranking" in r:
-        t, live = r["ranking"]["table"], r["ranking"]["live"]
-        order_t = sorted(t, key=lambda k: -t[k])
-        order_l = sorted(live, key=lambda k: -live[k])
-        lines += ["", f"Ranking on the same test sessions: {'the same' if order_t == order_l else 'DIFFERENT'}.", "",
-                  "| policy | table PSNR | live PSNR |", "|---|---|---|"]  # fmt: skip
-        lines += [f"| {k} | {t[k]:.2f} | {live[k]:.2f} |" for k in order_t]
+        pol = r["ranking"]["policies"]
+        t, live = pol["table"], pol["live"]
+        order_t = sorted(t, key=lambda k: -t[k]["psnr"][0])
+        order_l = sorted(live, key=lambda k: -live[k]["psnr"][0])
+        lines += ["", "## Ranking", "",
+                  f"{r['ranking']['sessions']} test sessions per policy, the same under both fidelities. Order: "
+                  f"**{'the same' if order_t == order_l else 'different'}**. PSNR is the mean over sessions with its "
+                  "95% CI; costs are per session (limits 80 J, 1 miss).", "",
+                  "| policy | table PSNR | live PSNR | live rank | table UE J / misses | live UE J / misses |",
+                  "|---|---|---|---|---|---|"]  # fmt: skip
+        for k in order_t:
+            a, b = t[k], live[k]
+            lines.append(f"| {k} | {a['psnr'][0]:.2f} [{a['psnr'][1]:.2f}, {a['psnr'][2]:.2f}] | {b['psnr'][0]:.2f} "
+                         f"[{b['psnr'][1]:.2f}, {b['psnr'][2]:.2f}] | {order_l.index(k) + 1} | "
+                         f"{a['ue_energy']:.1f} / {a['deadline_miss']:.2f} | {b['ue_energy']:.1f} / "
+                         f"{b['deadline_miss']:.2f} |")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 

@@ -272,6 +272,16 @@ def test_live_fidelity_runs_the_ue_and_agrees_with_itself_batched():
         single = run_session(gym.make(ENV_ID, **kwargs), [a[i] for a in actions], seed=i)
         np.testing.assert_allclose([s[1] for s in single[1:]], [b[i] for b in batched], atol=2e-3)
     assert all(np.all((b > 5) & (b < 80)) for b in batched)
+    # both fidelities meet the same sessions under one seed (the ranking under both is paired)
+    table = gym.make_vec(ENV_ID, num_envs=2, vectorization_mode="vector_entry_point", **{**kwargs, "fidelity": "table"})
+    seen = {}
+    for name, env in (("live", venv), ("table", table)):
+        env.reset(seed=0)
+        infos = [env.step(a)[4] for a in actions]
+        seen[name] = [(i["snr_db"], i["deadline_s"], i["block_snr_db"], list(i["prompt"])) for i in infos]
+    for live, tab in zip(seen["live"], seen["table"], strict=True):
+        for a, b in zip(live, tab, strict=True):
+            np.testing.assert_array_equal(a, b)
 
 
 # ---------------------------------------------------------------------------------------------- references

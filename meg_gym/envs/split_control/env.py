@@ -207,12 +207,18 @@ class Sessions:
         return cfg.mean_snr_db + drift, int(rng.integers(self.table.num_prompts)), float(rng.uniform(*cfg.deadline_s))
 
     def _outcome_draws(self, rng) -> tuple[np.ndarray, Any]:
-        """(block gains (K,), the table's noise draw or the live channel noise) of a request being served."""
+        """(block gains (K,), the table's noise draw or the live channel noise) of a request being served.
+
+        Both fidelities take the same two things from the session's Generator (the gains and one 63-bit key that
+        seeds the request's noise), so a seed gives the same channels, prompts and deadlines in either fidelity.
+        """
         gains = channel.sample_block_gains(self.channel, 1, self.config.num_blocks, rng)[0]
+        key = int(rng.integers(2**63))
         if self.live is None:
-            return gains, int(rng.integers(self.table.num_draws))
+            return gains, key % self.table.num_draws
         n = self.live_symbols
-        return gains, (rng.standard_normal(n) + 1j * rng.standard_normal(n)) * math.sqrt(0.5)
+        noise = np.random.default_rng(key).standard_normal((2, n))
+        return gains, (noise[0] + 1j * noise[1]) * math.sqrt(0.5)
 
     def _new_request(self, envs: np.ndarray, rngs, first: bool) -> None:
         for i in envs:
