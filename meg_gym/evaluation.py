@@ -34,6 +34,7 @@ eval.json (``schema == "meg-gym-eval/1"``), the keys :func:`validate_eval` check
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import subprocess
 import time
@@ -71,8 +72,13 @@ _METRICS = ("quality", "psnr", "ssim", "energy_used")
 SESSION_COSTS = ("ue_energy", "deadline_miss")  # constrained envs: each cost's sum per session
 
 
+@functools.cache
 def git_commit() -> str:
-    """The current commit (with "-dirty" if tracked files outside docs/ have local changes), or "unknown"."""
+    """The commit of the code this process runs (with "-dirty" if tracked files outside docs/ have local changes).
+
+    Read once, when this module is imported, so a long run that outlives a later edit or commit still names the
+    code it started with. "unknown" outside a git checkout.
+    """
     root = Path(__file__).resolve().parent.parent
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
@@ -90,6 +96,9 @@ def git_commit() -> str:
     if head.returncode:
         return "unknown"
     return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+git_commit()  # now, before the code on disk can change under a running process
 
 
 def evaluate_policy(

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import platform
 import resource
 import time
@@ -38,6 +39,7 @@ from meg_gym.cache import LEGACY_DEFAULT_CACHE, cache_fingerprint
 from meg_gym.channel import simulate_mmse_torch
 from meg_gym.config import PowerControlConfig
 from meg_gym.generation.imaging import decode_latents
+from meg_gym.generation.onnx_decoder import DECODER_ENV_VAR, decoder_backend, onnxruntime_installed
 from meg_gym.link import receiver_for
 
 ENV_ID = "MEG-PowerControl-v0"
@@ -336,7 +338,8 @@ SPLIT_ENV_ID = "MEG-SplitControl-v0"
 
 
 def split_control_rates(args: Args, num_envs: int = 64) -> dict:
-    """MEG-SplitControl-v0 at ``num_envs``: table-mode steps/s, live-mode steps/s and live mode's compute floor.
+    """MEG-SplitControl-v0 at ``num_envs``: table-mode steps/s, and per VAE decoder backend, live-mode steps/s, its
+    compute floor and the decoder's ms per image (both backends timed in this one run, so their ratio is fair).
 
     The floor is the UNet and VAE work the live env cannot avoid for the same requests: for each (split step,
     scheme) group of a step's random actions, the UE's denoising steps on the group's latents and the VAE decode,
@@ -345,30 +348,32 @@ def split_control_rates(args: Args, num_envs: int = 64) -> dict:
     """
     from meg_gym.envs.split_control.live import shared_live_ue
 
-    out: dict = {"num_envs": num_envs}
-    for fidelity in ("table", "live"):
-        env = gym.make_vec(SPLIT_ENV_ID, num_envs=num_envs, vectorization_mode="vector_entry_point", fidelity=fidelity)
-        env.reset(seed=0)
-        env.action_space.seed(0)
-        actions = [env.action_space.sample() for _ in range(32)]
+    def stepper(env, actions):
         counter = {"i": 0}
 
-        def run_once(env=env, actions=actions, counter=counter) -> int:
+        def run_once() -> int:
             counter["i"] += 1
             env.step(actions[counter["i"] % 32])
             return num_envs
 
-        run_once()
-        out[fidelity] = timed(run_once, args.seconds if fidelity == "table" else 3 * args.seconds, args.repeats)
-        env.close()
-        print(f"split control, {fidelity}: {out[fidelity]:,.1f} steps/s", flush=True)
-    ue = shared_live_ue(None, "train", "cpu")
-    sessions_env = gym.make_vec(SPLIT_ENV_ID, num_envs=num_envs, vectorization_mode="vector_entry_point")
-    steps = sessions_env.unwrapped.sessions.split_steps
+        return run_once
+
+    out: dict = {"num_envs": num_envs, "default_decoder": decoder_backend("cpu"), "decoders": {}}
+    env = gym.make_vec(SPLIT_ENV_ID, num_envs=num_envs, vectorization_mode="vector_entry_point")
+    env.reset(seed=0)
+    env.action_space.seed(0)
+    actions = [env.action_space.sample() for _ in range(32)]
+    run_table = stepper(env, actions)
+    run_table()
+    out["table"] = timed(run_table, args.seconds, args.repeats)
+    print(f"split control, table: {out['table']:,.1f} steps/s", flush=True)
+    steps = env.unwrapped.sessions.split_steps
+    env.close()
     groups_per_step = []
     for a in actions:
         splits, counts = np.unique(steps[a[:, 0]] * 10 + a[:, 1], return_counts=True)
         groups_per_step.append([(int(k) // 10, int(c)) for k, c in zip(splits, counts, strict=True)])
+    ue = shared_live_ue(None, "train", "cpu")
     idx = np.arange(num_envs) % 64
     cond, uncond = ue.text_embeddings(idx)
     latents = torch.randn(num_envs, *ue.cache.latent_shape)
@@ -385,22 +390,51 @@ def split_control_rates(args: Args, num_envs: int = 64) -> dict:
                 ue.base.decode_images(z)
         return num_envs
 
-    floor_once()
-    out["live_floor"] = timed(floor_once, 3 * args.seconds, args.repeats)
-    out["live_share_of_floor"] = out["live"] / out["live_floor"]
-    print(f"split control, live floor: {out['live_floor']:,.1f} steps/s; live = {out['live_share_of_floor']:.0%}")
+    def decode_once() -> int:
+        with torch.no_grad():
+            ue.base.decode_images(latents)
+        return num_envs
+
+    before = os.environ.get(DECODER_ENV_VAR)
+    try:
+        for backend in ("torch", "onnxruntime") if onnxruntime_installed() else ("torch",):
+            os.environ[DECODER_ENV_VAR] = backend
+            live = gym.make_vec(
+                SPLIT_ENV_ID, num_envs=num_envs, vectorization_mode="vector_entry_point", fidelity="live"
+            )
+            live.reset(seed=0)
+            run_live = stepper(live, actions)
+            run_live()
+            rates = {"live": timed(run_live, 3 * args.seconds, args.repeats)}
+            live.close()
+            floor_once()
+            rates["live_floor"] = timed(floor_once, 3 * args.seconds, args.repeats)
+            rates["live_share_of_floor"] = rates["live"] / rates["live_floor"]
+            decode_once()
+            rates["vae_ms_per_image"] = 1000 / timed(decode_once, args.seconds, args.repeats)
+            out["decoders"][backend] = rates
+            print(f"split control, live ({backend} decoder): {rates['live']:,.1f} steps/s, floor "
+                  f"{rates['live_floor']:,.1f} ({rates['live_share_of_floor']:.0%}); VAE "
+                  f"{rates['vae_ms_per_image']:.2f} ms/image", flush=True)  # fmt: skip
+    finally:
+        if before is None:
+            os.environ.pop(DECODER_ENV_VAR, None)
+        else:
+            os.environ[DECODER_ENV_VAR] = before
+    out.update(out["decoders"][out["default_decoder"]])  # the default's figures are the headline ones
     return out
 
 
 def render_split_control(r: dict) -> str:
     s = r["split_control"]
-    return "\n".join([
+    lines = [
         "# MEG-SplitControl-v0: speed",
         "",
         f"Made by `{r['command']}` at commit `{r['commit']}` on {r['machine']} ({r['wall_s'] / 60:.1f} min), "
         f"native vector env with {s['num_envs']} sessions, random actions, default settings; medians of "
         f"{r['args']['repeats']} timings. The live floor is the UNet and VAE work of the same requests, timed "
-        "directly (see `split_control_rates` in scripts/benchmark.py).",
+        "directly (see `split_control_rates` in scripts/benchmark.py). The headline rows use the default VAE "
+        f"decoder on this install: **{s['default_decoder']}** (ONNX Runtime when the `[onnx]` extra is installed).",
         "",
         "| measure | steps/s | target |",
         "|---|---|---|",
@@ -408,8 +442,19 @@ def render_split_control(r: dict) -> str:
         f"| live fidelity | {s['live']:,.1f} | |",
         f"| live compute floor (UNet + VAE) | {s['live_floor']:,.1f} | |",
         f"| live as a share of its floor | {s['live_share_of_floor']:.0%} | >= 80% |",
-        "",
-    ])  # fmt: skip
+    ]
+    decoders = s.get("decoders", {})
+    if decoders:
+        lines += ["", "Per VAE decoder backend, timed in this one run (`MEG_GYM_DECODER` picks one):", "",
+                  "| decoder | VAE ms/image (batch of 64) | live steps/s | live floor steps/s | share of floor |",
+                  "|---|---|---|---|---|"]  # fmt: skip
+        lines += [f"| {name} | {d['vae_ms_per_image']:.2f} | {d['live']:,.1f} | {d['live_floor']:,.1f} | "
+                  f"{d['live_share_of_floor']:.0%} |" for name, d in decoders.items()]  # fmt: skip
+        if {"torch", "onnxruntime"} <= set(decoders):
+            t, o = decoders["torch"], decoders["onnxruntime"]
+            lines += ["", f"ONNX Runtime / torch: VAE decode {t['vae_ms_per_image'] / o['vae_ms_per_image']:.2f}x "
+                      f"as fast, live env {o['live'] / t['live']:.2f}x."]  # fmt: skip
+    return "\n".join(lines) + "\n"
 
 
 def main(args: Args) -> None:

@@ -81,7 +81,7 @@ def main(args: Args) -> QualityTable:
             wall_before = float(old.meta.get("wall_s", 0.0))
             print(f"resuming after {done} prompts", flush=True)
     start = time.time()
-    commit = evaluation.git_commit()  # the code that runs: read once, before a long build
+    commit = evaluation.git_commit()  # the code that runs (read when meg_gym.evaluation was imported)
     s_n, m_n, g_n, d_n = shape[1:]
     table = None
     for first in range(done, num, args.chunk):

@@ -64,6 +64,8 @@ class Args:
     """learner run folders (saved with --save-model) ranked beside the fixed policies"""
     merge: tuple[Path, ...] = ()
     """render the page from these JSON parts instead of running anything"""
+    device: str = "cpu"
+    """where the live UE's UNet and VAE run ("cuda" on a GPU machine)"""
     threads: int = 0
     """torch threads (0: torch's default)"""
     seed: int = 0
@@ -79,7 +81,7 @@ def mean_ci(values: np.ndarray) -> list[float]:
 def cells(args: Args) -> dict:
     config = SplitControlConfig(split="test")
     sessions = Sessions(config, 1)
-    table, ue = sessions.table, shared_live_ue(None, "test", "cpu")
+    table, ue = sessions.table, shared_live_ue(None, "test", args.device)
     rng = np.random.default_rng(args.seed)
     prompts = np.arange(min(args.prompts, table.num_prompts))
     live_rows = np.searchsorted(ue.rows, table.rows[prompts])
@@ -148,12 +150,13 @@ def ranking(args: Args) -> dict:
         policies[f"{algorithm.replace('_', '-')} ({run_dir.name.rsplit('__', 1)[-1]})"] = policy
     out = {}
     for fidelity in ("table", "live"):
-        kwargs = evaluation.env_kwargs(SplitControlConfig(fidelity=fidelity))
+        kwargs = evaluation.env_kwargs(SplitControlConfig(fidelity=fidelity, device=args.device))
         out[fidelity] = {}
         for name, policy in policies.items():
             result = evaluation.evaluate_policy(policy, ENV_ID, kwargs, args.sessions, num_envs=min(64, args.sessions))
             out[fidelity][name] = {
                 "psnr": mean_ci(result["psnr"]["per_episode"]),
+                "per_session": [round(float(v), 4) for v in result["psnr"]["per_episode"]],
                 "ue_energy": float(np.mean(result["ue_energy"]["per_episode"])),
                 "deadline_miss": float(np.mean(result["deadline_miss"]["per_episode"])),
             }
@@ -229,23 +232,60 @@ def render(r: dict) -> str:
         lines += [f"| {c['split_step']} | {c['scheme']} | {c['snr_db']:+g} | {c['live'][0]:.2f} | {c['table']:.2f} | "
                   f"{fmt_ci(c['diff'])} | {c['table_se']:.2f} |" for c in pc["cells"]]  # fmt: skip
     if "ranking" in r:
-        pol = r["ranking"]["policies"]
-        t, live = pol["table"], pol["live"]
-        order_t = sorted(t, key=lambda k: -t[k]["psnr"][0])
-        order_l = sorted(live, key=lambda k: -live[k]["psnr"][0])
-        lines += ["", "## Ranking", "",
-                  f"{r['ranking']['sessions']} test sessions per policy, the same under both fidelities. Order: "
-                  f"**{'the same' if order_t == order_l else 'different'}**. PSNR is the mean over sessions with its "
-                  "95% CI; costs are per session (limits 80 J, 1 miss).", "",
-                  "| policy | table PSNR | live PSNR | live rank | table UE J / misses | live UE J / misses |",
-                  "|---|---|---|---|---|---|"]  # fmt: skip
-        for k in order_t:
-            a, b = t[k], live[k]
-            lines.append(f"| {k} | {a['psnr'][0]:.2f} [{a['psnr'][1]:.2f}, {a['psnr'][2]:.2f}] | {b['psnr'][0]:.2f} "
-                         f"[{b['psnr'][1]:.2f}, {b['psnr'][2]:.2f}] | {order_l.index(k) + 1} | "
-                         f"{a['ue_energy']:.1f} / {a['deadline_miss']:.2f} | {b['ue_energy']:.1f} / "
-                         f"{b['deadline_miss']:.2f} |")  # fmt: skip
+        lines += render_ranking(r["ranking"])
     return "\n".join(lines) + "\n"
+
+
+def pair_verdicts(policies: dict) -> dict[tuple[str, str], int]:
+    """For every pair (a, b): +1 if a beats b beyond the paired 95% CI over the same sessions, -1 if b beats a, 0 tied."""
+    out = {}
+    names = list(policies)
+    for a in names:
+        for b in names:
+            if a != b:
+                low, high = mean_ci(np.subtract(policies[a]["per_session"], policies[b]["per_session"]))[1:]
+                out[a, b] = 1 if low > 0 else -1 if high < 0 else 0
+    return out
+
+
+def render_ranking(ranking: dict) -> list[str]:
+    t, live = ranking["policies"]["table"], ranking["policies"]["live"]
+    order_t = sorted(t, key=lambda k: -t[k]["psnr"][0])
+    order_l = sorted(live, key=lambda k: -live[k]["psnr"][0])
+    lines = ["", "## Ranking", "",
+             f"{ranking['sessions']} test sessions per policy, the same sessions (channels, prompts, deadlines) under "
+             "both fidelities, so differences are paired. PSNR is the mean over sessions with its 95% CI; costs are "
+             "per session (limits 80 J, 1 miss) and equal under both fidelities (the same actions meet the same "
+             f"sessions). Order of the means: **{'the same' if order_t == order_l else 'different'}**.", ""]  # fmt: skip
+    if "per_session" in next(iter(t.values())):
+        vt, vl = pair_verdicts(t), pair_verdicts(live)
+        reversed_pairs = [(a, b) for (a, b), v in vt.items() if v == 1 and vl[a, b] == -1]
+        tied_live = [(a, b) for (a, b), v in vt.items() if v == 1 and vl[a, b] == 0]
+        apart = sum(1 for v in vt.values() if v == 1)
+        lines += [f"Pairs the table ranks apart beyond their paired 95% CI: {apart}. Of these, live ranks "
+                  f"**{len(reversed_pairs)} the other way** beyond its CI"
+                  + (f" ({', '.join(f'{a} > {b}' for a, b in reversed_pairs)} in the table)" if reversed_pairs else "")
+                  + f", and {len(tied_live)} as a tie: "
+                  + (", ".join(f"{a} > {b}" for a, b in tied_live) or "none") + ".", ""]  # fmt: skip
+        base = "best-fixed" if "best-fixed" in t else order_t[-1]
+        lines += [f"| policy | table PSNR | live PSNR | live rank | table - {base} | live - {base} | UE J / misses |",
+                  "|---|---|---|---|---|---|---|"]  # fmt: skip
+        for k in order_t:
+            dt = mean_ci(np.subtract(t[k]["per_session"], t[base]["per_session"]))
+            dl = mean_ci(np.subtract(live[k]["per_session"], live[base]["per_session"]))
+            lines.append(f"| {k} | {t[k]['psnr'][0]:.2f} | {live[k]['psnr'][0]:.2f} | {order_l.index(k) + 1} | "
+                         f"{fmt_ci(dt) if k != base else ''} | {fmt_ci(dl) if k != base else ''} | "
+                         f"{t[k]['ue_energy']:.1f} / {t[k]['deadline_miss']:.2f} |")  # fmt: skip
+        return lines
+    lines += ["| policy | table PSNR | live PSNR | live rank | table UE J / misses | live UE J / misses |",
+              "|---|---|---|---|---|---|"]  # fmt: skip
+    for k in order_t:
+        a, b = t[k], live[k]
+        lines.append(f"| {k} | {a['psnr'][0]:.2f} [{a['psnr'][1]:.2f}, {a['psnr'][2]:.2f}] | {b['psnr'][0]:.2f} "
+                     f"[{b['psnr'][1]:.2f}, {b['psnr'][2]:.2f}] | {order_l.index(k) + 1} | "
+                     f"{a['ue_energy']:.1f} / {a['deadline_miss']:.2f} | {b['ue_energy']:.1f} / "
+                     f"{b['deadline_miss']:.2f} |")  # fmt: skip
+    return lines
 
 
 if __name__ == "__main__":

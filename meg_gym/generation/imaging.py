@@ -41,12 +41,23 @@ def prepare_vae(vae: torch.nn.Module) -> torch.nn.Module:
 
 
 def decode_latents(vae, latents: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
-    """Latents in the UNet's space -> images in [-1, 1], float32 NCHW (batched as the device runs best)."""
+    """Latents in the UNet's space -> images in [-1, 1], float32 NCHW (batched as the device runs best).
+
+    On the CPU, ONNX Runtime runs the decoder when it is installed (see :mod:`meg_gym.generation.onnx_decoder`).
+    """
+    from meg_gym.generation.onnx_decoder import decoder_backend, onnx_decoder_for
+
     device = next(vae.parameters()).device
     on_cpu = device.type == "cpu"
     batch_size = batch_size or (CPU_DECODE_BATCH if on_cpu else 64)
-    memory_format = torch.channels_last if on_cpu else torch.contiguous_format
     scale = vae.config.scaling_factor
+    if decoder_backend(device) == "onnxruntime":
+        decode = onnx_decoder_for(vae)
+        parts = [
+            decode(latents[start : start + batch_size].float() / scale) for start in range(0, len(latents), batch_size)
+        ]
+        return torch.cat(parts).clamp(-1, 1).contiguous()
+    memory_format = torch.channels_last if on_cpu else torch.contiguous_format
     parts = []
     for start in range(0, len(latents), batch_size):
         z = (latents[start : start + batch_size].to(device, vae.dtype) / scale).contiguous(memory_format=memory_format)

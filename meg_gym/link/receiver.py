@@ -77,6 +77,7 @@ class Receiver:
         self._split_pipeline = None
         self._references = torch.zeros((len(self.rows), 3, 0, 0))
         self._have_reference = np.zeros(len(self.rows), dtype=bool)
+        self._reference_decoder = None  # the decoder backend the memoised references came from
 
     @property
     def split_pipeline(self):
@@ -103,10 +104,16 @@ class Receiver:
 
         They are decoded in fixed, aligned chunks of rows (a missing row brings its whole chunk), so each image
         comes out of the same decoder batch whatever episodes ran before: the memoised references, and hence
-        the rewards, do not depend on a process's history.
+        the rewards, do not depend on a process's history. They are decoded again if the decoder backend
+        (:mod:`meg_gym.generation.onnx_decoder`) changes.
         """
         from meg_gym.generation.imaging import CPU_DECODE_BATCH
+        from meg_gym.generation.onnx_decoder import decoder_backend
 
+        backend = decoder_backend(next(self.vae.parameters()).device)
+        if backend != self._reference_decoder:  # references come from the decoder that decodes the received images
+            self._have_reference[:] = False
+            self._reference_decoder = backend
         missing = np.unique(idx[~self._have_reference[idx]])
         if len(missing):
             chunk = CPU_DECODE_BATCH
