@@ -354,7 +354,13 @@ def constrained_table(t: dict[str, Any]) -> list[str]:
         f"95% intervals, against the limits UE energy {limits.get('ue_energy', '?')} J and deadline misses "
         f"{limits.get('deadline_miss', '?')}; *score* is normalised, 0 = `{spec.baseline_policy}`, "
         f"1 = `{spec.upper_reference}` (the played non-causal planner, not its bound). Fidelity: "
-        f"{t['config'].get('fidelity', 'table')}.",
+        f"{t['config'].get('fidelity', 'table')}"
+        + (
+            " (the same policies ranked under live fidelity, on the same sessions: "
+            "[split_table_validation.md](split_table_validation.md))."
+            if t["env_id"] == "MEG-SplitControl-v0" and t["config"].get("fidelity", "table") == "table"
+            else "."
+        ),
         "",
         "| policy | runs | training steps | PSNR IQM [95% CI] | PSNR mean [95% CI] | UE energy (J) [95% CI] | deadline misses [95% CI] | within limits | score |",
         "|---|---|---|---|---|---|---|---|---|",

@@ -415,6 +415,10 @@ class SplitControlEnv(gym.Env):
     With `fidelity="table"` (default) the outcome of a request is read from the shipped quality table (measured
     live on an SNR grid, several noise draws, per prompt; interpolated in SNR with one effective SNR per request);
     with `fidelity="live"` the UE's decode, denoising and image decode run on every request (`device` sets where).
+    One seed gives the same sessions (channels, prompts, deadlines) under both fidelities. How far the table is
+    from live runs, per (split step, scheme, SNR) and in the ranking of policies, is measured in
+    [docs/split_table_validation.md](../split_table_validation.md): the table ranks policies, while absolute PSNR
+    and adaptive policies' gains should be confirmed live.
 
     ## Action Space
 
