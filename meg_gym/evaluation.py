@@ -58,6 +58,7 @@ __all__ = [
     "evaluate_policy",
     "git_commit",
     "load_saved_run",
+    "mean_ci",
     "read_model_json",
     "record_gifs",
     "run_policy",
@@ -70,6 +71,14 @@ EVAL_SEED = 1_000_000
 DEFAULT_EVAL_EPISODES = 1024
 _METRICS = ("quality", "psnr", "ssim", "energy_used")
 SESSION_COSTS = ("ue_energy", "deadline_miss")  # constrained envs: each cost's sum per session
+
+
+def mean_ci(values) -> list[float]:
+    """[mean, low, high]: the mean of independent samples (e.g. sessions, or paired differences) and its normal 95%
+    interval (NaN bounds for a single sample)."""
+    values = np.asarray(values, dtype=np.float64)
+    half = 1.96 * values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else float("nan")
+    return [float(values.mean()), float(values.mean() - half), float(values.mean() + half)]
 
 
 @functools.cache

@@ -15,7 +15,6 @@ leaderboard (``python scripts/leaderboard.py runs/split_control``).
 from __future__ import annotations
 
 import json
-import math
 import platform
 import time
 from dataclasses import dataclass, field
@@ -41,12 +40,6 @@ class Args:
     """where each policy's eval.json goes"""
     output: Path = Path("docs/split_control.md")
     env: SplitControlConfig = field(default_factory=SplitControlConfig)
-
-
-def mean_ci(values: np.ndarray) -> list[float]:
-    values = np.asarray(values, dtype=np.float64)
-    half = 1.96 * values.std(ddof=1) / math.sqrt(len(values)) if len(values) > 1 else 0.0
-    return [float(values.mean()), float(values.mean() - half), float(values.mean() + half)]
 
 
 def planner_bound(config: SplitControlConfig, episodes: int, num_envs: int) -> dict[str, float]:
@@ -80,10 +73,10 @@ def main(args: Args) -> dict:
         per_episode[name] = {k: np.array(result[k]["per_episode"]) for k in ("psnr", "ue_energy", "deadline_miss")}
         limits = result["cost_limits"]
         results[name] = {
-            "psnr": mean_ci(per_episode[name]["psnr"]),
+            "psnr": evaluation.mean_ci(per_episode[name]["psnr"]),
             "ssim": result["ssim"]["mean"],
             "es_energy_fraction": result["energy_used"]["mean"] / result["energy_budget"],
-            "costs": {c: mean_ci(per_episode[name][c]) for c in limits},
+            "costs": {c: evaluation.mean_ci(per_episode[name][c]) for c in limits},
             "within_limits": {c: bool(per_episode[name][c].mean() <= limits[c] + 1e-9) for c in limits},
             "wall_s": time.time() - t0,
         }
@@ -93,7 +86,9 @@ def main(args: Args) -> dict:
     if "planner" in per_episode:
         for other in per_episode:
             if other != "planner":
-                gaps[f"planner - {other}"] = mean_ci(per_episode["planner"]["psnr"] - per_episode[other]["psnr"])
+                gaps[f"planner - {other}"] = evaluation.mean_ci(
+                    per_episode["planner"]["psnr"] - per_episode[other]["psnr"]
+                )
     t0 = time.time()
     bound = planner_bound(args.env, args.episodes, args.num_envs)
     bound["wall_s"] = time.time() - t0

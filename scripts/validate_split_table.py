@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import math
 import platform
 import time
 from dataclasses import dataclass
@@ -72,12 +71,6 @@ class Args:
     output: Path = Path("docs/split_table_validation.md")
 
 
-def mean_ci(values: np.ndarray) -> list[float]:
-    values = np.asarray(values, dtype=np.float64)
-    half = 1.96 * values.std(ddof=1) / math.sqrt(len(values)) if len(values) > 1 else float("nan")
-    return [float(values.mean()), float(values.mean() - half), float(values.mean() + half)]
-
-
 def cells(args: Args) -> dict:
     config = SplitControlConfig(split="test")
     sessions = Sessions(config, 1)
@@ -107,13 +100,13 @@ def cells(args: Args) -> dict:
         for c, (split, scheme, snr, i, j) in enumerate(keys):
             predicted = table.lookup("psnr", request_prompts, i, j, effective_snr_db(block_snr[c], beta))
             measured = live[c * n : (c + 1) * n]
-            diff = mean_ci(predicted - measured)
+            diff = evaluation.mean_ci(predicted - measured)
             errors.append(diff)
             if beta is None:
                 paired.append(predicted - measured)
                 grid = int(np.argmin(np.abs(table.snr_db - snr)))
                 per_cell.append({
-                    "split_step": split, "scheme": scheme, "snr_db": snr, "live": mean_ci(measured),
+                    "split_step": split, "scheme": scheme, "snr_db": snr, "live": evaluation.mean_ci(measured),
                     "table": float(predicted.mean()), "diff": diff,
                     # the shipped table's own sampling error in this cell (its draws at the nearest grid point)
                     "table_se": float(np.sqrt(np.mean(draw_sd[prompts, i, j, grid] ** 2) / (len(prompts) * table.num_draws))),
@@ -127,7 +120,7 @@ def cells(args: Args) -> dict:
             "errors": point.tolist(),
         }
     by_scheme = {
-        scheme: mean_ci(np.concatenate([paired[c] for c, key in enumerate(keys) if key[4] == j]))
+        scheme: evaluation.mean_ci(np.concatenate([paired[c] for c, key in enumerate(keys) if key[4] == j]))
         for j, scheme in enumerate(config.schemes)
     }
     return {"cells": per_cell, "fits": fits, "by_scheme": by_scheme, "requests_per_cell": n,
@@ -155,7 +148,7 @@ def ranking(args: Args) -> dict:
         for name, policy in policies.items():
             result = evaluation.evaluate_policy(policy, ENV_ID, kwargs, args.sessions, num_envs=min(64, args.sessions))
             out[fidelity][name] = {
-                "psnr": mean_ci(result["psnr"]["per_episode"]),
+                "psnr": evaluation.mean_ci(result["psnr"]["per_episode"]),
                 "per_session": [round(float(v), 4) for v in result["psnr"]["per_episode"]],
                 "ue_energy": float(np.mean(result["ue_energy"]["per_episode"])),
                 "deadline_miss": float(np.mean(result["deadline_miss"]["per_episode"])),
@@ -243,7 +236,7 @@ def pair_verdicts(policies: dict) -> dict[tuple[str, str], int]:
     for a in names:
         for b in names:
             if a != b:
-                low, high = mean_ci(np.subtract(policies[a]["per_session"], policies[b]["per_session"]))[1:]
+                low, high = evaluation.mean_ci(np.subtract(policies[a]["per_session"], policies[b]["per_session"]))[1:]
                 out[a, b] = 1 if low > 0 else -1 if high < 0 else 0
     return out
 
@@ -271,8 +264,8 @@ def render_ranking(ranking: dict) -> list[str]:
         lines += [f"| policy | table PSNR | live PSNR | live rank | table - {base} | live - {base} | UE J / misses |",
                   "|---|---|---|---|---|---|---|"]  # fmt: skip
         for k in order_t:
-            dt = mean_ci(np.subtract(t[k]["per_session"], t[base]["per_session"]))
-            dl = mean_ci(np.subtract(live[k]["per_session"], live[base]["per_session"]))
+            dt = evaluation.mean_ci(np.subtract(t[k]["per_session"], t[base]["per_session"]))
+            dl = evaluation.mean_ci(np.subtract(live[k]["per_session"], live[base]["per_session"]))
             lines.append(f"| {k} | {t[k]['psnr'][0]:.2f} | {live[k]['psnr'][0]:.2f} | {order_l.index(k) + 1} | "
                          f"{fmt_ci(dt) if k != base else ''} | {fmt_ci(dl) if k != base else ''} | "
                          f"{t[k]['ue_energy']:.1f} / {t[k]['deadline_miss']:.2f} |")  # fmt: skip
