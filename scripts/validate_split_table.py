@@ -59,8 +59,12 @@ class Args:
     """run part 1 (per cell)"""
     sessions: int = 64
     """test sessions per policy and fidelity for the ranking (0: skip part 2)"""
+    policies: tuple[str, ...] | None = None
+    """the environment's fixed policies to rank (default: all)"""
     learners: tuple[Path, ...] = ()
     """learner run folders (saved with --save-model) ranked beside the fixed policies"""
+    fidelities: tuple[str, ...] = ("table", "live")
+    """the fidelities the ranking runs under (parts merge: --merge unites their policies)"""
     merge: tuple[Path, ...] = ()
     """render the page from these JSON parts instead of running anything"""
     device: str = "cpu"
@@ -137,12 +141,16 @@ def ranking(args: Args) -> dict:
     from meg_gym.policies import SPLIT_CONTROL_POLICIES
 
     config = SplitControlConfig()
-    policies = {name: make(config) for name, make in SPLIT_CONTROL_POLICIES.items()}
+    unknown = set(args.policies or ()) - set(SPLIT_CONTROL_POLICIES)
+    if unknown:
+        raise SystemExit(f"--policies: no fixed policy {sorted(unknown)}; choose from {list(SPLIT_CONTROL_POLICIES)}")
+    chosen = args.policies if args.policies is not None else tuple(SPLIT_CONTROL_POLICIES)
+    policies = {name: SPLIT_CONTROL_POLICIES[name](config) for name in chosen}
     for run_dir in args.learners:
         policy, algorithm = learner_policy(run_dir)
         policies[f"{algorithm.replace('_', '-')} ({run_dir.name.rsplit('__', 1)[-1]})"] = policy
     out = {}
-    for fidelity in ("table", "live"):
+    for fidelity in args.fidelities:
         kwargs = evaluation.env_kwargs(SplitControlConfig(fidelity=fidelity, device=args.device))
         out[fidelity] = {}
         for name, policy in policies.items():
@@ -166,7 +174,15 @@ def main(args: Args) -> dict:
         for path in args.merge:
             part = json.loads(path.read_text())
             result["parts"].append({k: part[k] for k in ("command", "commit", "machine", "wall_s")})
-            result.update({k: v for k, v in part.items() if k in ("per_cell", "ranking")})
+            if "per_cell" in part:
+                result["per_cell"] = part["per_cell"]
+            if "ranking" in part:  # later parts add policies and fidelities, or replace them
+                merged = result.setdefault("ranking", {"sessions": part["ranking"]["sessions"], "policies": {}})
+                if merged["sessions"] != part["ranking"]["sessions"]:
+                    raise SystemExit(f"{path} ranks on {part['ranking']['sessions']} sessions, the parts before on "
+                                     f"{merged['sessions']}: merge parts run on the same sessions")  # fmt: skip
+                for fidelity, policies in part["ranking"]["policies"].items():
+                    merged["policies"].setdefault(fidelity, {}).update(policies)
     else:
         result = {}
         if args.cells:
@@ -242,6 +258,14 @@ def pair_verdicts(policies: dict) -> dict[tuple[str, str], int]:
 
 
 def render_ranking(ranking: dict) -> list[str]:
+    if set(ranking["policies"]) != {"table", "live"}:
+        (fidelity, pol), *_ = ranking["policies"].items()
+        lines = ["", f"## Ranking ({fidelity} fidelity only)", "", "| policy | PSNR [95% CI] | UE J / misses |",
+                 "|---|---|---|"]  # fmt: skip
+        for k in sorted(pol, key=lambda k: -pol[k]["psnr"][0]):
+            lines.append(f"| {k} | {pol[k]['psnr'][0]:.2f} [{pol[k]['psnr'][1]:.2f}, {pol[k]['psnr'][2]:.2f}] | "
+                         f"{pol[k]['ue_energy']:.1f} / {pol[k]['deadline_miss']:.2f} |")  # fmt: skip
+        return lines
     t, live = ranking["policies"]["table"], ranking["policies"]["live"]
     order_t = sorted(t, key=lambda k: -t[k]["psnr"][0])
     order_l = sorted(live, key=lambda k: -live[k]["psnr"][0])

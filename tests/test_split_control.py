@@ -17,7 +17,7 @@ import meg_gym  # noqa: F401  (registers the environments)
 from meg_gym.config import SPLIT_SCHEMES, SplitControlConfig
 from meg_gym.envs.split_control import env as sc
 from meg_gym.envs.split_control.live import SCHEME_NAMES
-from meg_gym.envs.split_control.quality_table import QualityTable, QualityTableError, effective_snr_db
+from meg_gym.envs.split_control.quality_table import QualityTable, QualityTableError, effective_snr_db, shared_table
 from meg_gym.wrappers import SafetyGymnasiumStep, SafetyGymnasiumVectorStep
 
 ENV_ID = "MEG-SplitControl-v0"
@@ -232,6 +232,37 @@ def test_quality_table_interpolates_clamps_and_rejects_damage(tmp_path):
         QualityTable.load("test", tmp_path)
     with pytest.raises(QualityTableError, match="build_quality_table"):
         QualityTable.load("train", tmp_path)
+
+
+def test_shrinkage_keeps_cell_means_and_pulls_noisy_prompt_means_in():
+    rng = np.random.default_rng(0)
+    prompts, draws = 400, 2
+    signal = rng.normal(0.0, 3.0, (prompts, 1, 1, 1, 1))  # prompt effects, in the first SNR column only
+    signal = np.concatenate([signal, np.zeros_like(signal)], axis=3)
+    noise = rng.normal(0.0, 3.0, (prompts, 1, 1, 2, draws))
+    psnr = (20.0 + signal + noise).astype(np.float32)
+    ssim = np.clip(0.9 + 0.05 * noise, 0.0, 1.0).astype(np.float32)
+    latent_mse = rng.exponential(0.1, psnr.shape).astype(np.float32)
+    values = {"psnr": psnr, "ssim": ssim, "latent_mse": latent_mse}
+    table = QualityTable("test", np.arange(prompts), (20,), ("raw-latent",), np.array([0.0, 10.0]), values)
+    shrunk = table.shrunk()
+    np.testing.assert_allclose(shrunk.values["psnr"].mean((0, 4)), psnr.mean((0, 4)), atol=1e-4)
+    # deviations of the draws from their prompt's mean are kept
+    np.testing.assert_allclose(np.diff(shrunk.values["psnr"], axis=-1), np.diff(psnr, axis=-1), atol=1e-4)
+    before, after = psnr.mean(-1).std(0)[0, 0], shrunk.values["psnr"].mean(-1).std(0)[0, 0]
+    # with signal (var 9 against 9 / 2 of noise on a 2-draw mean) the prompt means keep about 2/3 of their spread
+    # (reliability 9 / 13.5); with none (second column) they collapse onto the cell mean
+    assert after[0] / before[0] == pytest.approx(9 / 13.5, abs=0.08)
+    assert after[1] < 0.25 * before[1]
+    assert shrunk.values["ssim"].max() <= 1.0
+    np.testing.assert_array_equal(shrunk.values["latent_mse"], latent_mse)  # heavy-tailed: left as measured
+    exact = QualityTable("test", np.arange(3), (20,), ("raw-latent",), np.array([0.0, 10.0]),
+                         {"psnr": np.repeat(psnr[:3, ..., :1], 2, axis=-1)})  # fmt: skip
+    np.testing.assert_array_equal(exact.shrunk().values["psnr"], exact.values["psnr"])  # no noise, nothing to shrink
+    one_draw = QualityTable("test", np.arange(prompts), (20,), ("raw-latent",), np.array([0.0, 10.0]),
+                            {"psnr": psnr[..., :1]})  # fmt: skip
+    assert one_draw.shrunk() is one_draw
+    assert shared_table("test").meta["shrinkage"] == "empirical-bayes"
 
 
 def test_effective_snr_mappings():

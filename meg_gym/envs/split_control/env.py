@@ -413,7 +413,9 @@ class SplitControlEnv(gym.Env):
     constrained MDP.
 
     With `fidelity="table"` (default) the outcome of a request is read from the shipped quality table (measured
-    live on an SNR grid, several noise draws, per prompt; interpolated in SNR with one effective SNR per request);
+    live on an SNR grid, several noise draws, per prompt; interpolated in SNR with one effective SNR per request;
+    each prompt's mean shrunk toward the mean over prompts, since a few draws cannot tell its expected quality from
+    luck: `QualityTable.shrunk`);
     with `fidelity="live"` the UE's decode, denoising and image decode run on every request (`device` sets where).
     One seed gives the same sessions (channels, prompts, deadlines) under both fidelities. How far the table is
     from live runs, per (split step, scheme, SNR) and in the ranking of policies, is measured in

@@ -4,7 +4,8 @@ UE denoising of a received latent cannot be cached, so ``fidelity="table"`` read
 a table measured live (:mod:`meg_gym.envs.split_control.live`) on AWGN at a grid of receive SNRs, with several
 noise draws per cell. A request draws one of the draws and interpolates linearly in SNR (dB) between grid
 points; below and above the grid it takes the end point. Fading within a request enters through one effective
-SNR per request (:func:`effective_snr_db`).
+SNR per request (:func:`effective_snr_db`). The environment reads each prompt's values shrunk toward the mean over
+prompts (:meth:`QualityTable.shrunk`), because a few noise draws cannot tell a prompt's expected quality from luck.
 
 Files (one pair per prompt split, in ``meg_gym/assets/split-quality-table/``): ``<split>.safetensors`` with one
 float32 tensor per metric, shape (prompts, split steps, schemes, SNR points, draws), plus the cache rows; and
@@ -14,6 +15,7 @@ tensor file's SHA-256, which :meth:`QualityTable.load` checks.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from dataclasses import dataclass, field
@@ -29,6 +31,7 @@ __all__ = ["DEFAULT_TABLE_DIR", "QualityTable", "QualityTableError", "effective_
 DEFAULT_TABLE_DIR = ASSETS_DIR / "split-quality-table"
 FORMAT = "meg-gym-split-quality-table"
 VERSION = 1
+METRIC_RANGES = {"ssim": (-1.0, 1.0), "ms_ssim": (0.0, 1.0)}  # what the metric can be
 
 
 class QualityTableError(RuntimeError):
@@ -106,6 +109,40 @@ class QualityTable:
             hi = table[prompt, split_index, scheme_index, upper, draw]
         return (1.0 - weight) * lo + weight * hi
 
+    def shrunk(self) -> QualityTable:
+        """The table as the environment reads it: each prompt's mean over its noise draws shrunk toward the cell's
+        mean over prompts (empirical Bayes), the draws' deviations from the prompt's mean kept.
+
+        A prompt's outcome varies by several dB from one noise draw to the next (the UE's denoising amplifies the
+        channel noise), so with a few draws per prompt a prompt's mean in a cell is part signal, part noise, and a
+        policy that picks, per request, the best cell for that prompt would also pick the luckiest draws: a gain
+        live runs do not repeat. Per (split step, scheme, SNR point) and metric, with ``m_p`` the prompt means,
+        ``c`` their mean, ``w`` the mean within-prompt variance and ``D`` the draws, the prompt means become
+        ``c + r (m_p - c)`` with ``r = b / (b + w / D)``, ``b = max(0, var_p(m_p) - w / D)`` (the between-prompt
+        variance). Cell means over prompts are unchanged (up to clipping SSIM at 1). Latent MSE, heavy-tailed, is
+        left as measured. With one draw there is nothing to estimate ``w`` from,
+        and the table is returned as it is.
+        """
+        draws = self.num_draws
+        if draws < 2:
+            return self
+        values = {}
+        for name, v in self.values.items():
+            if name == "latent_mse":  # heavy-tailed and positive: no shrinkage keeps both its means and its sign
+                values[name] = v
+                continue
+            v = v.astype(np.float64)
+            prompt_mean = v.mean(-1, keepdims=True)
+            cell_mean = prompt_mean.mean(0, keepdims=True)
+            within = v.var(-1, ddof=1, keepdims=True).mean(0, keepdims=True) / draws
+            between = np.maximum(0.0, prompt_mean.var(0, ddof=1, keepdims=True) - within)
+            total = between + within
+            reliability = np.divide(between, total, out=np.ones_like(total), where=total > 0)
+            out = v - (1.0 - reliability) * (prompt_mean - cell_mean)
+            low, high = METRIC_RANGES.get(name, (-np.inf, np.inf))
+            values[name] = np.clip(out, low, high).astype(np.float32)
+        return dataclasses.replace(self, values=values, meta={**self.meta, "shrinkage": "empirical-bayes"})
+
     # ------------------------------------------------------------------ files
     def save(self, folder: Path | str) -> Path:
         from safetensors.numpy import save_file
@@ -181,9 +218,10 @@ class QualityTable:
 
 @functools.lru_cache(maxsize=8)
 def _shared(split: str, folder: str | None) -> QualityTable:
-    return QualityTable.load(split, folder)
+    return QualityTable.load(split, folder).shrunk()
 
 
 def shared_table(split: str, folder: Path | str | None = None) -> QualityTable:
-    """The process-wide (read-only) quality table of a split, loaded and verified once."""
+    """The process-wide (read-only) quality table of a split as the environment reads it (loaded, verified and
+    shrunk once; see :meth:`QualityTable.shrunk`)."""
     return _shared(split, None if folder is None else str(Path(folder).resolve()))
