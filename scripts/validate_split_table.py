@@ -173,7 +173,9 @@ def main(args: Args) -> dict:
         result = {"parts": []}
         for path in args.merge:
             part = json.loads(path.read_text())
-            result["parts"].append({k: part[k] for k in ("command", "commit", "machine", "wall_s")})
+            result["parts"].append(
+                {k: part[k] for k in ("command", "commit", "machine", "wall_s", "args") if k in part}
+            )
             if "per_cell" in part:
                 result["per_cell"] = part["per_cell"]
             if "ranking" in part:  # later parts add policies and fidelities, or replace them
@@ -194,12 +196,29 @@ def main(args: Args) -> dict:
             result["ranking"] = ranking(args)
         result.update(command=COMMAND, commit=commit, machine=platform.processor() or platform.machine(),
                       wall_s=time.time() - start, args=json.loads(json.dumps(args.__dict__, default=str)))  # fmt: skip
-        result["parts"] = [{k: result[k] for k in ("command", "commit", "machine", "wall_s")}]
+        result["parts"] = [{k: result[k] for k in ("command", "commit", "machine", "wall_s", "args")}]
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
     args.output.write_text(render(result))
     print(args.output.read_text())
     return result
+
+
+def part_flags(args: dict) -> str:
+    """The flags of a part's command line that differ from the defaults (how that part was run)."""
+    defaults = json.loads(json.dumps(Args().__dict__, default=str))
+    flags = []
+    for key, value in args.items():
+        if key in ("output", "merge") or defaults.get(key) == value:
+            continue
+        name = "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            flags.append(name if value else f"--no-{key.replace('_', '-')}")
+        elif isinstance(value, list):
+            flags.append(f"{name} " + " ".join(str(v) for v in value))
+        else:
+            flags.append(f"{name} {value}")
+    return "".join(" " + f for f in flags)
 
 
 def fmt_ci(v: list[float]) -> str:
@@ -208,8 +227,9 @@ def fmt_ci(v: list[float]) -> str:
 
 def render(r: dict) -> str:
     lines = ["# MEG-SplitControl-v0: table fidelity against live runs", ""]
-    lines += [f"Made by `{p['command']}` at commit `{p['commit']}` ({p['machine']}, {p['wall_s'] / 60:.1f} min)."
-              for p in r["parts"]]  # fmt: skip
+    lines += [f"- `{p['command']}{part_flags(p.get('args', {}))}` at commit `{p['commit']}` ({p['machine']}, "
+              f"{p['wall_s'] / 60:.1f} min){'; later parts replace the rows they share' if i else ''}"
+              for i, p in enumerate(r["parts"])]  # fmt: skip
     if "per_cell" in r:
         pc = r["per_cell"]
         fits = pc["fits"]
