@@ -170,7 +170,7 @@ def main(args: Args) -> dict:
         torch.set_num_threads(args.threads)
     start, commit = time.time(), evaluation.git_commit()
     if args.merge:
-        result = {"parts": []}
+        result = {"parts": [], "merged_by": f"{COMMAND} --merge " + " ".join(str(p) for p in args.merge)}
         for path in args.merge:
             part = json.loads(path.read_text())
             result["parts"].append(
@@ -227,6 +227,8 @@ def fmt_ci(v: list[float]) -> str:
 
 def render(r: dict) -> str:
     lines = ["# MEG-SplitControl-v0: table fidelity against live runs", ""]
+    if "merged_by" in r:
+        lines += [f"Merged by `{r['merged_by']}` from the parts below, in order:", ""]
     lines += [f"- `{p['command']}{part_flags(p.get('args', {}))}` at commit `{p['commit']}` ({p['machine']}, "
               f"{p['wall_s'] / 60:.1f} min){'; later parts replace the rows they share' if i else ''}"
               for i, p in enumerate(r["parts"])]  # fmt: skip
