@@ -356,9 +356,9 @@ def constrained_table(t: dict[str, Any]) -> list[str]:
         f"1 = `{spec.upper_reference}` (the played non-causal planner, not its bound). Fidelity: "
         f"{t['config'].get('fidelity', 'table')}"
         + (
-            " (the same policies ranked under live fidelity, on the same sessions: "
-            "[split_table_validation.md](split_table_validation.md))."
-            if t["env_id"] == "MEG-SplitControl-v0" and t["config"].get("fidelity", "table") == "table"
+            f" (the same policies ranked under live fidelity, on the same sessions: "
+            f"[{spec.fidelity_check}]({spec.fidelity_check}))."
+            if spec.fidelity_check and t["config"].get("fidelity", "table") == "table"
             else "."
         ),
         "",

@@ -40,6 +40,8 @@ class EnvironmentSpec:
         baseline_policy: The fixed policy scores are compared against (e.g. static power).
         constrained: A constrained MDP: every step's info has ``cost`` and ``costs``, the config ``cost_limits``;
             an episode is a session of requests with a reward each, summarised per request and per session.
+        fidelity_check: The docs page (relative to docs/) that checks its fast fidelity against live runs, which
+            the leaderboard links; None if it has one fidelity.
     """
 
     env_id: str
@@ -52,6 +54,7 @@ class EnvironmentSpec:
     upper_reference: str | None = None
     baseline_policy: str = "static"
     constrained: bool = False
+    fidelity_check: str | None = None
 
     def config_type(self) -> type:
         return load(self.config_class)
@@ -92,6 +95,7 @@ ENVIRONMENTS: tuple[EnvironmentSpec, ...] = (
         upper_reference="planner",
         baseline_policy="best-fixed",
         constrained=True,
+        fidelity_check="split_table_validation.md",
     ),
 )
 

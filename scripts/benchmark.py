@@ -27,6 +27,7 @@ import resource
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from unittest import mock
 
 import gymnasium as gym
 import numpy as np
@@ -395,10 +396,8 @@ def split_control_rates(args: Args, num_envs: int = 64) -> dict:
             ue.base.decode_images(latents)
         return num_envs
 
-    before = os.environ.get(DECODER_ENV_VAR)
-    try:
-        for backend in ("torch", "onnxruntime") if onnxruntime_installed() else ("torch",):
-            os.environ[DECODER_ENV_VAR] = backend
+    for backend in ("torch", "onnxruntime") if onnxruntime_installed() else ("torch",):
+        with mock.patch.dict(os.environ, {DECODER_ENV_VAR: backend}):
             live = gym.make_vec(
                 SPLIT_ENV_ID, num_envs=num_envs, vectorization_mode="vector_entry_point", fidelity="live"
             )
@@ -416,11 +415,6 @@ def split_control_rates(args: Args, num_envs: int = 64) -> dict:
             print(f"split control, live ({backend} decoder): {rates['live']:,.1f} steps/s, floor "
                   f"{rates['live_floor']:,.1f} ({rates['live_share_of_floor']:.0%}); VAE "
                   f"{rates['vae_ms_per_image']:.2f} ms/image", flush=True)  # fmt: skip
-    finally:
-        if before is None:
-            os.environ.pop(DECODER_ENV_VAR, None)
-        else:
-            os.environ[DECODER_ENV_VAR] = before
     out.update(out["decoders"][out["default_decoder"]])  # the default's figures are the headline ones
     return out
 

@@ -296,34 +296,24 @@ def render_ranking(ranking: dict) -> list[str]:
              "both fidelities, so differences are paired. PSNR is the mean over sessions with its 95% CI; costs are "
              "per session (limits 80 J, 1 miss) and equal under both fidelities (the same actions meet the same "
              f"sessions). Order of the means: **{'the same' if order_t == order_l else 'different'}**.", ""]  # fmt: skip
-    if "per_session" in next(iter(t.values())):
-        vt, vl = pair_verdicts(t), pair_verdicts(live)
-        reversed_pairs = [(a, b) for (a, b), v in vt.items() if v == 1 and vl[a, b] == -1]
-        tied_live = [(a, b) for (a, b), v in vt.items() if v == 1 and vl[a, b] == 0]
-        apart = sum(1 for v in vt.values() if v == 1)
-        lines += [f"Pairs the table ranks apart beyond their paired 95% CI: {apart}. Of these, live ranks "
-                  f"**{len(reversed_pairs)} the other way** beyond its CI"
-                  + (f" ({', '.join(f'{a} > {b}' for a, b in reversed_pairs)} in the table)" if reversed_pairs else "")
-                  + f", and {len(tied_live)} as a tie: "
-                  + (", ".join(f"{a} > {b}" for a, b in tied_live) or "none") + ".", ""]  # fmt: skip
-        base = "best-fixed" if "best-fixed" in t else order_t[-1]
-        lines += [f"| policy | table PSNR | live PSNR | live rank | table - {base} | live - {base} | UE J / misses |",
-                  "|---|---|---|---|---|---|---|"]  # fmt: skip
-        for k in order_t:
-            dt = evaluation.mean_ci(np.subtract(t[k]["per_session"], t[base]["per_session"]))
-            dl = evaluation.mean_ci(np.subtract(live[k]["per_session"], live[base]["per_session"]))
-            lines.append(f"| {k} | {t[k]['psnr'][0]:.2f} | {live[k]['psnr'][0]:.2f} | {order_l.index(k) + 1} | "
-                         f"{fmt_ci(dt) if k != base else ''} | {fmt_ci(dl) if k != base else ''} | "
-                         f"{t[k]['ue_energy']:.1f} / {t[k]['deadline_miss']:.2f} |")  # fmt: skip
-        return lines
-    lines += ["| policy | table PSNR | live PSNR | live rank | table UE J / misses | live UE J / misses |",
-              "|---|---|---|---|---|---|"]  # fmt: skip
+    vt, vl = pair_verdicts(t), pair_verdicts(live)
+    reversed_pairs = [(a, b) for (a, b), v in vt.items() if v == 1 and vl[a, b] == -1]
+    tied_live = [(a, b) for (a, b), v in vt.items() if v == 1 and vl[a, b] == 0]
+    apart = sum(1 for v in vt.values() if v == 1)
+    lines += [f"Pairs the table ranks apart beyond their paired 95% CI: {apart}. Of these, live ranks "
+              f"**{len(reversed_pairs)} the other way** beyond its CI"
+              + (f" ({', '.join(f'{a} > {b}' for a, b in reversed_pairs)} in the table)" if reversed_pairs else "")
+              + f", and {len(tied_live)} as a tie: "
+              + (", ".join(f"{a} > {b}" for a, b in tied_live) or "none") + ".", ""]  # fmt: skip
+    base = "best-fixed" if "best-fixed" in t else order_t[-1]
+    lines += [f"| policy | table PSNR | live PSNR | live rank | table - {base} | live - {base} | UE J / misses |",
+              "|---|---|---|---|---|---|---|"]  # fmt: skip
     for k in order_t:
-        a, b = t[k], live[k]
-        lines.append(f"| {k} | {a['psnr'][0]:.2f} [{a['psnr'][1]:.2f}, {a['psnr'][2]:.2f}] | {b['psnr'][0]:.2f} "
-                     f"[{b['psnr'][1]:.2f}, {b['psnr'][2]:.2f}] | {order_l.index(k) + 1} | "
-                     f"{a['ue_energy']:.1f} / {a['deadline_miss']:.2f} | {b['ue_energy']:.1f} / "
-                     f"{b['deadline_miss']:.2f} |")  # fmt: skip
+        dt = evaluation.mean_ci(np.subtract(t[k]["per_session"], t[base]["per_session"]))
+        dl = evaluation.mean_ci(np.subtract(live[k]["per_session"], live[base]["per_session"]))
+        lines.append(f"| {k} | {t[k]['psnr'][0]:.2f} | {live[k]['psnr'][0]:.2f} | {order_l.index(k) + 1} | "
+                     f"{fmt_ci(dt) if k != base else ''} | {fmt_ci(dl) if k != base else ''} | "
+                     f"{t[k]['ue_energy']:.1f} / {t[k]['deadline_miss']:.2f} |")  # fmt: skip
     return lines
 
 

@@ -120,8 +120,7 @@ class QualityTable:
         ``c`` their mean, ``w`` the mean within-prompt variance and ``D`` the draws, the prompt means become
         ``c + r (m_p - c)`` with ``r = b / (b + w / D)``, ``b = max(0, var_p(m_p) - w / D)`` (the between-prompt
         variance). Cell means over prompts are unchanged (up to clipping SSIM at 1). Latent MSE, heavy-tailed, is
-        left as measured. With one draw there is nothing to estimate ``w`` from,
-        and the table is returned as it is.
+        left as measured. With one draw there is nothing to estimate ``w`` from, and the table is returned as it is.
         """
         draws = self.num_draws
         if draws < 2:
