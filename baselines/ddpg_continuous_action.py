@@ -67,7 +67,7 @@ class Args:
     env_id: str = "MEG-PowerControl-v0"
     """the environment id"""
     env: PowerControlConfig = field(default_factory=PowerControlConfig)
-    """environment settings, passed to gym.make_vec (split is forced to "train" for training)"""
+    """environment settings, passed to gym.make_vec (training uses --train-split)"""
     total_timesteps: int = 100_000
     """total environment steps"""
     num_envs: int = 8
@@ -100,6 +100,11 @@ class Args:
     """test-split episodes in the final evaluation"""
     eval_seed: int = evaluation.EVAL_SEED
     """first seed of the final evaluation"""
+    train_split: str = "train"
+    """prompts to train on: "train", or "fit" (train minus the validation prompts) when tuning on the validation prompts"""
+    validation_episodes: int = 0
+    """episodes on the held-out validation prompts after training, written to validation.json (needs --train-split
+    fit; 0: none). Tuning selects on these; the test split stays for the final report"""
 
 
 def to_power(action: np.ndarray, obs: np.ndarray, args: Args) -> np.ndarray:
@@ -191,6 +196,7 @@ def load_policy(run_dir: str | Path) -> Callable[[np.ndarray, Any], np.ndarray]:
 
 if __name__ == "__main__":
     args = tyro.cli(Args)
+    evaluation.check_tuning_splits(args.train_split, args.validation_episodes)
     run_name = args.run_name or f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
     run_dir = Path("runs") / run_name
     tracking = (
@@ -213,7 +219,7 @@ if __name__ == "__main__":
         num_envs=args.num_envs,
         vectorization_mode="vector_entry_point",
         autoreset_mode=AutoresetMode.SAME_STEP,
-        **{**env_kwargs, "split": "train"},
+        **{**env_kwargs, "split": args.train_split},
     )
     space = envs.single_observation_space
     actor, qf1 = Actor(space).to(device), QNetwork(space).to(device)
@@ -324,6 +330,11 @@ if __name__ == "__main__":
     eval_start = time.time()
     result = evaluation.evaluate_policy(policy, args.env_id, env_kwargs, args.eval_episodes, args.eval_seed)
     path = evaluation.write_eval(run_dir / "eval.json", result, "ddpg", run_name, asdict(args))
+    if args.validation_episodes:
+        validation = evaluation.evaluate_policy(
+            policy, args.env_id, env_kwargs, args.validation_episodes, args.eval_seed, split="validation"
+        )
+        evaluation.write_validation(run_dir / "validation.json", validation, "ddpg", run_name)
     print(f"eval_seconds {time.time() - eval_start:.1f}")
     evaluation.log_eval(writer, result, global_step)
     print(f"test-split PSNR {result['psnr']['mean']:.2f} dB over {result['episodes']} episodes -> {path}")

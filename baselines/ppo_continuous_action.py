@@ -70,7 +70,7 @@ class Args:
     env_id: str = "MEG-PowerControl-v0"
     """the environment id"""
     env: PowerControlConfig = field(default_factory=PowerControlConfig)
-    """environment settings, passed to gym.make_vec (split is forced to "train" for training)"""
+    """environment settings, passed to gym.make_vec (training uses --train-split)"""
     total_timesteps: int = 300_000
     """total environment steps"""
     learning_rate: float = 3e-4
@@ -111,6 +111,11 @@ class Args:
     """test-split episodes in the final evaluation"""
     eval_seed: int = evaluation.EVAL_SEED
     """first seed of the final evaluation"""
+    train_split: str = "train"
+    """prompts to train on: "train", or "fit" (train minus the validation prompts) when tuning on the validation prompts"""
+    validation_episodes: int = 0
+    """episodes on the held-out validation prompts after training, written to validation.json (needs --train-split
+    fit; 0: none). Tuning selects on these; the test split stays for the final report"""
 
 
 def layer_init(layer: nn.Linear, std: float = np.sqrt(2), bias: float = 0.0) -> nn.Linear:
@@ -199,6 +204,7 @@ def load_policy(run_dir: str | Path) -> Callable[[np.ndarray, Any], np.ndarray]:
 
 if __name__ == "__main__":
     args = tyro.cli(Args)
+    evaluation.check_tuning_splits(args.train_split, args.validation_episodes)
     args.batch_size = int(args.num_envs * args.num_steps)
     args.minibatch_size = int(args.batch_size // args.num_minibatches)
     args.num_iterations = max(1, args.total_timesteps // args.batch_size)
@@ -223,7 +229,7 @@ if __name__ == "__main__":
         num_envs=args.num_envs,
         vectorization_mode="vector_entry_point",
         autoreset_mode=AutoresetMode.SAME_STEP,
-        **{**evaluation.env_kwargs(args.env), "split": "train"},
+        **{**evaluation.env_kwargs(args.env), "split": args.train_split},
     )
     obs_dim = envs.single_observation_space.shape[0]
     agent = Agent(obs_dim, args.init_log_std).to(device)
@@ -380,6 +386,16 @@ if __name__ == "__main__":
         policy, args.env_id, evaluation.env_kwargs(args.env), episodes=args.eval_episodes, seed=args.eval_seed
     )
     path = evaluation.write_eval(run_dir / "eval.json", result, "ppo", run_name, asdict(args))
+    if args.validation_episodes:
+        validation = evaluation.evaluate_policy(
+            policy,
+            args.env_id,
+            evaluation.env_kwargs(args.env),
+            args.validation_episodes,
+            args.eval_seed,
+            split="validation",
+        )
+        evaluation.write_validation(run_dir / "validation.json", validation, "ppo", run_name)
     print(f"eval_seconds {time.time() - eval_start:.1f}")
     for key in ("quality", "psnr", "ssim", "energy_used"):
         writer.add_scalar(f"eval/{key}", result[key]["mean"], global_step)

@@ -37,6 +37,10 @@ LEGACY_DEFAULT_CACHE = "6dfe2dc6a263cd2d3f29e6b00626f16da53fade806282c3aeb7203fc
 ATTRIBUTE_KEYS = ("present", "shape", "colour", "size")
 
 
+# "validation" holds every 8th train prompt (one eighth of train), "fit" the other seven eighths
+VALIDATION_EVERY = 8
+
+
 class CacheError(RuntimeError):
     """Base class of every cache loading error."""
 
@@ -134,9 +138,18 @@ class LatentCache:
         return int(self.settings["num_inference_steps"])
 
     def indices(self, split: str) -> np.ndarray:
-        """Row indices of one split ("train" or "test"); "all" gives every row."""
+        """Row indices of one split: "train", "test", "all" (every row), or a part of train for tuning.
+
+        "validation" is every VALIDATION_EVERY-th train prompt (in cache order) and "fit" the rest of train, so a
+        learner tuned by training on "fit" and scoring on "validation" never sees the validation prompts, and
+        neither touches "test".
+        """
         if split == "all":
             return np.arange(len(self))
+        if split in ("fit", "validation"):
+            train = self.indices("train")
+            held_out = np.arange(len(train)) % VALIDATION_EVERY == VALIDATION_EVERY - 1
+            return train[held_out] if split == "validation" else train[~held_out]
         rows = np.flatnonzero(self.splits == split)
         if len(rows) == 0:
             raise ValueError(f"the cache has no {split!r} prompts; it holds splits {sorted(set(self.splits))}")

@@ -30,7 +30,8 @@ __all__ = [
 
 REWARD_METRICS = tuple(REWARDS)
 SCHEMES = ("seed", "raw-latent")
-SPLITS = ("train", "test", "all")
+# "fit" and "validation" partition "train" for tuning (meg_gym.cache.LatentCache.indices)
+SPLITS = ("train", "test", "all", "fit", "validation")
 # kept here (not imported from codec) so that reading a config does not import torch
 _COMPRESSION_RATIOS = (Fraction(1, 2), Fraction(1, 4), Fraction(1, 8), Fraction(1, 16))
 # MEG-SplitControl-v0's schemes, most compressed first (meg_gym.envs.split_control.live.SCHEME_RATIOS holds their
@@ -44,7 +45,8 @@ class PowerControlConfig(ChannelConfig):
 
     Attributes:
         cache_dir: Latent cache folder; None is the shipped embedded cache.
-        split: Prompt split episodes draw from: "train", "test" (held-out prompts, for evaluation) or "all".
+        split: Prompt split episodes draw from: "train", "test" (held-out prompts, for evaluation) or "all"; for
+            tuning, "fit" (seven eighths of train) and "validation" (the other eighth).
         num_blocks: Fading blocks K per episode; one agent step per block. Must divide the seed's symbol count.
         scheme: What is sent: "seed" (the learned codec) or "raw-latent" (the uncompressed reference).
         compression_ratio: Seed size as a fraction of the latent's complex-symbol count: 1/2, 1/4, 1/8 or 1/16.

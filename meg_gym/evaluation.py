@@ -117,15 +117,20 @@ def evaluate_policy(
     episodes: int = DEFAULT_EVAL_EPISODES,
     seed: int = EVAL_SEED,
     num_envs: int = 64,
+    split: str = "test",
 ) -> dict[str, Any]:
-    """Run ``episodes`` test-split episodes and return the per-episode metrics (the body of eval.json)."""
+    """Run ``episodes`` test-split episodes and return the per-episode metrics (the body of eval.json).
+
+    ``split="validation"`` scores on the prompts held out of "fit" instead, for tuning (see :func:`write_validation`);
+    an eval.json always comes from "test".
+    """
     from meg_gym.cache import cache_fingerprint
 
     spec = environment(env_id)
     env_kwargs = {k: v for k, v in (env_kwargs or {}).items() if k not in ("split", "info_metrics")}
     num_envs = max(1, min(num_envs, episodes))
     run = _run_multi_agent if spec.multi_agent else _run_sessions if spec.constrained else _run_single_agent
-    env = spec.vector_type()(num_envs=num_envs, split="test", **env_kwargs)
+    env = spec.vector_type()(num_envs=num_envs, split=split, **env_kwargs)
     try:
         per_episode, budget, extra = run(env, policy, episodes, seed, num_envs)
     finally:
@@ -136,7 +141,7 @@ def evaluate_policy(
     return {
         "schema": SCHEMA,
         "env_id": env_id,
-        "env_kwargs": {**env_kwargs, "split": "test"},
+        "env_kwargs": {**env_kwargs, "split": split},
         "env_config": env.config.to_dict(),
         "cache_sha256": cache_fingerprint(env.config.cache_dir),
         "episodes": episodes,
@@ -317,6 +322,32 @@ def write_eval(path: Path | str, result: dict[str, Any], policy: str, run_name: 
         "args": json.loads(json.dumps(args, default=str)),
     }
     validate_eval(data)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1))
+    return path
+
+
+def check_tuning_splits(train_split: str, validation_episodes: int) -> None:
+    """A learner may score on "validation" only if it did not train on it (train on "fit", not "train")."""
+    if train_split not in ("train", "fit"):
+        raise SystemExit(
+            f"--train-split must be 'train' or 'fit' (train minus the validation prompts), got {train_split!r}"
+        )
+    if validation_episodes < 0:
+        raise SystemExit(f"--validation-episodes must be >= 0, got {validation_episodes}")
+    if validation_episodes and train_split != "fit":
+        raise SystemExit(
+            "--validation-episodes scores on the validation prompts, which --train-split train includes; "
+            "train with --train-split fit to keep them held out"
+        )
+
+
+def write_validation(path: Path | str, result: dict[str, Any], policy: str, run_name: str) -> Path:
+    """Write an :func:`evaluate_policy` result on the validation split (validation.json: for tuning, never a score)."""
+    if result["env_kwargs"].get("split") != "validation":
+        raise ValueError("validation.json must come from the validation split")
+    data = {**result, "policy": policy, "run_name": run_name, "git_commit": git_commit()}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=1))

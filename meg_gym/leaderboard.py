@@ -47,7 +47,7 @@ UNRECORDED = "unrecorded"
 @dataclass
 class Args:
     paths: tyro.conf.Positional[list[Path]] = field(default_factory=lambda: [Path("runs")])
-    """eval.json files, or folders searched recursively for eval.json"""
+    """eval.json files, sweeps' results.jsonl files, or folders searched recursively for both"""
     output: Path = Path("docs/leaderboard.md")
     """the page; its .json (the database) and a -profile.png sit beside it"""
     fresh: bool = False
@@ -92,6 +92,33 @@ def record_of(path: Path) -> dict[str, Any]:
         evaluation.validate_eval(data)
     except (json.JSONDecodeError, ValueError) as err:
         raise SystemExit(f"{path}: not a valid eval.json ({err}); regenerate it with scripts/evaluate.py") from err
+    return record_from(data, str(path), hashlib.sha256(raw).hexdigest())
+
+
+def records_of(path: Path) -> list[dict[str, Any]]:
+    """The records of an eval.json, or of a sweep's results.jsonl (each row's eval.json body, named by the row's
+    label, e.g. "ppo (tuned, 8 trials)"). Search trials of a tuning sweep are skipped: they trained on part of train
+    with hyperparameters that were then compared, so they are not results."""
+    if path.suffix != ".jsonl":
+        return [record_of(path)]
+    from meg_gym.sweep import read_rows
+
+    records = []
+    for row in read_rows(path):
+        if row["stage"] == "search":
+            continue
+        body = row["eval"]
+        try:
+            evaluation.validate_eval(body)
+        except ValueError as err:
+            raise SystemExit(f"{path}, trial {row['trial']}: not a valid eval.json body ({err})") from err
+        digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+        records.append(record_from(body, f"{path}#{row['trial']}", digest, policy=row["label"]))
+    return records
+
+
+def record_from(data: dict[str, Any], source: str, sha256: str, policy: str | None = None) -> dict[str, Any]:
+    """A validated eval.json body reduced to the run-level figures the tables use."""
     args = data["args"]
     training_steps = args.get("total_timesteps") if isinstance(args.get("total_timesteps"), int) else 0
     config = full_config(data)
@@ -99,7 +126,7 @@ def record_of(path: Path) -> dict[str, Any]:
         "env_id": data["env_id"],
         "config": config,
         "cache_sha256": cache_of(data.get("cache_sha256"), config),
-        "policy": data["policy"],
+        "policy": policy or data["policy"],
         "training_steps": training_steps or 0,
         "run_name": data["run_name"],
         "seed": args.get("seed"),
@@ -120,18 +147,23 @@ def record_of(path: Path) -> dict[str, Any]:
         "git_commit": data["git_commit"],
         "meg_gym_version": data["meg_gym_version"],
         "created": data["created"],
-        "source": str(path),
-        "sha256": hashlib.sha256(raw).hexdigest(),
+        "source": source,
+        "sha256": sha256,
     }
 
 
 def find_evals(paths: list[Path]) -> list[Path]:
+    """eval.json and results.jsonl files: as given, or found under folders. A sweep's trials are read from its
+    results.jsonl (which names them), not from the eval.json files in its trials/ folder."""
     found = []
     for path in paths:
         if path.is_file():
             found.append(path)
         elif path.is_dir():
-            found.extend(sorted(path.rglob("eval.json")))
+            sweeps = sorted(path.rglob("results.jsonl"))
+            trial_dirs = [sweep.parent / "trials" for sweep in sweeps]
+            found.extend(sweeps)
+            found.extend(p for p in sorted(path.rglob("eval.json")) if not any(p.is_relative_to(d) for d in trial_dirs))
         else:
             raise SystemExit(f"{path} does not exist; give eval.json files or folders that hold them")
     return found
@@ -384,7 +416,7 @@ def main(args: Args) -> list[dict[str, Any]]:
         if stored.get("schema") != LEADERBOARD_SCHEMA:
             raise SystemExit(f"{database} is not a {LEADERBOARD_SCHEMA} database; rebuild it with --fresh")
         old = stored["records"]
-    new = [record_of(p) for p in find_evals(args.paths)]
+    new = [record for p in find_evals(args.paths) for record in records_of(p)]
     records = merge(old, new)
     if not records:
         raise SystemExit("no eval.json found: evaluate a policy first (scripts/evaluate.py or a baseline script)")
@@ -394,5 +426,5 @@ def main(args: Args) -> list[dict[str, Any]]:
     drawn = performance_profile(tables, figure)
     database.write_text(json.dumps({"schema": LEADERBOARD_SCHEMA, "records": records, "tables": tables}, indent=1))
     args.output.write_text(render(tables, records, figure, drawn))
-    print(f"{len(new)} eval.json added, {len(records)} runs in {len(tables)} configuration(s) -> {args.output}")
+    print(f"{len(new)} results added, {len(records)} runs in {len(tables)} configuration(s) -> {args.output}")
     return tables

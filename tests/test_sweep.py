@@ -1,0 +1,186 @@
+"""Sweeps on Ray (meg_gym.sweep): the trial plan, results.jsonl, a killed worker, a killed driver and --resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from meg_gym import sweep
+from meg_gym.cache import VALIDATION_EVERY, LatentCache
+
+ROOT = Path(__file__).resolve().parent.parent
+# the smallest real trials: one PPO iteration of 16 envs x 16 steps, 16 test episodes
+TINY = ["--total-timesteps", "256", "--eval-episodes", "16", "--hparams", '{"num_envs": 16, "num_steps": 16}']
+
+
+def sweep_command(out: Path, *extra: str) -> list[str]:
+    return [sys.executable, str(ROOT / "scripts" / "sweep.py"), "--env", "MEG-PowerControl-v0", "--out", str(out),
+            *TINY, *extra]  # fmt: skip
+
+
+def wait_for(condition, timeout: float, what: str) -> None:
+    end = time.time() + timeout
+    while not condition():
+        if time.time() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.5)
+
+
+def rows_of(out: Path) -> list[dict]:
+    return sweep.read_rows(out / "results.jsonl")
+
+
+def test_validation_and_fit_partition_train():
+    cache = LatentCache.load()
+    train, fit, validation = (cache.indices(s) for s in ("train", "fit", "validation"))
+    assert len(np.intersect1d(fit, validation)) == 0
+    assert np.array_equal(np.sort(np.concatenate([fit, validation])), train)
+    assert len(validation) == len(train) // VALIDATION_EVERY
+    assert len(np.intersect1d(validation, cache.indices("test"))) == 0
+
+
+def test_plan_checks_everything_before_running():
+    def plan(**kwargs):
+        return sweep.plan(sweep.Args(**kwargs))
+
+    trials = plan(algo=["ppo", "sac"], seeds=2, env_config=["{}", '{"budget_fraction": 0.1}'])
+    assert len(trials) == 8 and len({t.key for t in trials}) == 8
+    assert [t.key for t in trials] == [t.key for t in plan(algo=["ppo", "sac"], seeds=2,
+                                                          env_config=["{}", '{"budget_fraction": 0.1}'])]  # fmt: skip
+    for kwargs, message in [
+        ({"algo": ["dqn"]}, "unknown algorithm"),
+        ({"algo": ["ppo-lagrangian"]}, "train on"),
+        ({"env_config": ['{"budget_fraktion": 0.1}']}, "did you mean 'budget_fraction'"),
+        ({"env_config": ['{"budget_fraction": -1}']}, "budget_fraction"),
+        ({"env_config": ["[1]"]}, "JSON object"),
+        ({"hparams": '{"learning_rat": 0.1}'}, "no hyperparameter"),
+        ({"hparams": '{"seed": 3}'}, "no hyperparameter"),
+        ({"search_trials": 2, "hparams_from": Path("x")}, "give one of them"),
+        ({"seeds": 0}, ">= 1"),
+    ]:
+        with pytest.raises(SystemExit, match=message):
+            plan(**kwargs)
+
+
+def test_search_draws_the_defaults_first_then_reproducible_settings():
+    settings = sweep.draw_search("td3", 5, seed=0)
+    assert settings[0] == {} and len(settings) == 5
+    assert settings == sweep.draw_search("td3", 5, seed=0) and settings != sweep.draw_search("td3", 5, seed=1)
+    space = sweep.SEARCH_SPACES["td3"]
+    for drawn in settings[1:]:
+        assert set(drawn) == set(space)
+        low, high = space["learning_rate"][1:]
+        assert low * 0.99 <= drawn["learning_rate"] <= high * 1.01
+        assert drawn["batch_size"] in space["batch_size"]
+    trials = sweep.plan(sweep.Args(algo=["td3"], search_trials=5, seeds=2))
+    assert len(trials) == 10 and {t.train_split for t in trials} == {"fit"} and {t.stage for t in trials} == {"search"}
+
+
+def _row(trial: str, algo: str = "ppo", hparams: dict | None = None, validation: float = 20.0) -> dict:
+    return {"schema": sweep.RESULT_SCHEMA, "trial": trial, "algo": algo, "stage": "search",
+            "hparams": hparams or {}, "validation_psnr_mean": validation}  # fmt: skip
+
+
+def test_results_reader_keeps_every_row_and_sets_a_torn_line_aside(tmp_path):
+    path = tmp_path / "results.jsonl"
+    path.write_text(json.dumps(_row("a")) + "\n" + json.dumps(_row("b"))[:30])
+    assert [r["trial"] for r in sweep.read_rows(path)] == ["a"]
+    assert path.read_text() == json.dumps(_row("a")) + "\n"
+    assert (tmp_path / "results.jsonl.torn").read_text().startswith('{"schema"')
+    path.write_text("not json\n" + json.dumps(_row("a")) + "\n")
+    with pytest.raises(SystemExit, match="results.jsonl:1 is not JSON"):
+        sweep.read_rows(path)
+    path.write_text((json.dumps(_row("a")) + "\n") * 2)
+    with pytest.raises(SystemExit, match="twice"):
+        sweep.read_rows(path)
+
+
+def test_tuning_selects_on_validation_only(tmp_path):
+    rows = [
+        _row("a", hparams={}, validation=20.0),
+        _row("b", hparams={"learning_rate": 1e-3}, validation=21.0),
+        _row("c", hparams={"learning_rate": 1e-3}, validation=20.6),  # the same setting, another seed: mean 20.8
+        _row("d", hparams={"learning_rate": 2e-4}, validation=20.9),
+        _row("e", algo="sac", hparams={"alpha": 0.2}, validation=18.0),
+    ]
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    best = sweep.best_settings(tmp_path)
+    assert best["ppo"][0] == {"learning_rate": 2e-4} and best["ppo"][1] == 3
+    assert np.isclose(best["ppo"][2], 20.9)
+    trials = sweep.plan(sweep.Args(algo=["ppo", "sac"], seeds=3, hparams_from=tmp_path))
+    assert {t.label for t in trials} == {"ppo (tuned, 3 trials)", "sac (tuned, 1 trials)"}
+    assert all(t.train_split == "train" and t.validation_episodes == 0 for t in trials)
+    assert {json.dumps(t.hparams) for t in trials if t.algo == "ppo"} == {'{"learning_rate": 0.0002}'}
+
+
+def test_a_learner_refuses_to_score_validation_prompts_it_trained_on(tmp_path):
+    cmd = [sys.executable, str(ROOT / "baselines" / "ppo_continuous_action.py"), "--validation-episodes", "8"]
+    done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0 and "--train-split fit" in done.stderr
+
+
+def test_a_killed_worker_is_retried_and_every_trial_lands_exactly_once(tmp_path):
+    pytest.importorskip("ray")
+    out = tmp_path / "sweep"
+    driver = subprocess.Popen(sweep_command(out, "--algo", "ppo", "--seeds", "2", "--num-cpus", "2"),
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    try:
+        # kill the Ray worker of the first trial once its baseline is running
+        wait_for(lambda: list(out.glob("trials/*/log.txt")), 240, "a trial to start")
+        pid_file = next(out.glob("trials/*/worker.pid"))
+        killed = int(pid_file.read_text())
+        time.sleep(2)
+        os.kill(killed, signal.SIGKILL)
+        log, _ = driver.communicate(timeout=480)
+    finally:
+        driver.kill()
+    assert driver.returncode == 0, log[-3000:]
+    rows = rows_of(out)
+    assert sorted(r["seed"] for r in rows) == [1, 2] and len({r["trial"] for r in rows}) == 2
+    assert int(pid_file.read_text()) != killed, "the killed trial was not run again in another worker"
+    assert not (out / "failures.jsonl").exists()
+    for row in rows:
+        assert row["commit"] and len(row["cache_sha256"]) == 64 and row["config"]["budget_fraction"] == 0.05
+        assert row["hparams"] == {"num_envs": 16, "num_steps": 16} and row["eval"]["episodes"] == 16
+        assert np.isclose(row["psnr_mean"], np.mean(row["eval"]["psnr"]["per_episode"]))
+
+
+def test_a_killed_driver_resumes_without_redoing_or_duplicating_trials(tmp_path):
+    pytest.importorskip("ray")
+    from meg_gym import leaderboard
+
+    out = tmp_path / "search"
+    command = sweep_command(out, "--algo", "ppo", "--search-trials", "2", "--seeds", "1", "--num-cpus", "1",
+                            "--validation-episodes", "16")  # fmt: skip
+    driver = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for(lambda: (out / "results.jsonl").exists() and rows_of(out), 300, "the first row")
+        driver.send_signal(signal.SIGKILL)
+        driver.wait(timeout=60)
+    finally:
+        driver.kill()
+    first = rows_of(out)
+    assert len(first) == 1
+    done = subprocess.run(command + ["--resume"], capture_output=True, text=True, timeout=480)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "2 trials, 1 already done, 1 to run" in done.stdout
+    rows = rows_of(out)
+    assert len(rows) == 2 and len({r["trial"] for r in rows}) == 2 and rows[0] == first[0]
+    assert [r["hparams"]["num_steps"] for r in rows] == [16, 16]
+    assert all(r["stage"] == "search" and r["train_split"] == "fit" for r in rows)
+    assert all(isinstance(r["validation_psnr_mean"], float) for r in rows)
+    # resuming a finished sweep runs nothing; a new sweep into the same folder is refused
+    again = subprocess.run(command + ["--resume"], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "0 to run" in again.stdout and len(rows_of(out)) == 2
+    refused = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert refused.returncode != 0 and "--resume" in refused.stderr
+    # search rows are selection material, not results: the leaderboard skips them
+    assert leaderboard.records_of(out / "results.jsonl") == []
