@@ -38,7 +38,9 @@ FIXED = {
     "static": ("static_power.py", []),
     "channel-inversion": ("heuristics.py", ["--policy", "channel-inversion"]),
     "threshold": ("heuristics.py", ["--policy", "threshold"]),
-    "oracle": ("oracle.py", []),
+    "mmse-water-filling": ("non_causal.py", ["--policy", "mmse-water-filling"]),
+    "capacity-water-filling": ("non_causal.py", ["--policy", "capacity-water-filling"]),
+    "best-known": ("non_causal.py", ["--policy", "best-known"]),
 }
 
 

@@ -11,8 +11,10 @@ in 6G: Mobile-Edge Generation", IEEE IoT J. 12(6), 2024, Sec. IV):
   reliability ``snr / (1 + snr)``: the UE knows its own channel (it needs it to equalise), and with it one
   decoder serves every SNR and every fading pattern, including blocks sent with no power at all.
 - :class:`RawLatent`, the uncompressed reference: the latent's real values paired into complex symbols, with
-  the same unit average power normalisation and MMSE equalisation. The per-latent normalisation gain is side
-  information (one real number per image) that we assume arrives intact; it is not counted as a symbol.
+  the same unit average power normalisation and MMSE equalisation, decoded by the linear MMSE estimator that
+  knows the latent prior's per-element mean and variance (or, as before 2026-11-29, as if zero-mean). The
+  per-latent normalisation gain is side information (one real number per image) that we assume arrives
+  intact; it is not counted as a symbol.
 - Centralised generation and downloading: the ES decodes the image itself and sends the pixels, either
   analogue and uncoded (:func:`centralised_analogue`) or digitally at a fixed rate with outage
   (:func:`centralised_digital`).
@@ -255,13 +257,25 @@ def load_codec(ratio: Any = DEFAULT_COMPRESSION_RATIO, folder: Path | str | None
 class RawLatent:
     """The raw latent sent uncompressed: ``C H W / 2`` complex symbols, unit average power, MMSE equalised.
 
-    The per-latent normalisation gain travels as side information (one real per image, assumed error-free).
+    The per-latent normalisation gain ``c`` travels as side information (one real per image, assumed error-free).
+    The receiver is one of two:
+
+    - with a ``prior`` (per-element mean and variance, :mod:`meg_gym.latent_prior`): the linear MMSE estimate of
+      each latent value z from its zero-forced observation ``z + e``, ``e ~ N(0, v)``, ``v = 1 / (2 snr c^2)``:
+      ``z_hat = mu + var / (var + v) * (observation - mu)``; a value sent with no power decodes to the prior mean.
+      This is the fair raw-latent reference (scheme "raw-latent").
+    - without one: the symbol-level MMSE estimate divided by ``c``, which treats the latent as zero-mean with the
+      variance of its normalisation (scheme "raw-latent-zero-mean", the reference before 2026-11-29).
     """
 
-    def __init__(self, latent_shape: Sequence[int]):
+    def __init__(self, latent_shape: Sequence[int], prior: tuple[torch.Tensor, torch.Tensor] | None = None):
         self.latent_shape = tuple(int(s) for s in latent_shape)
         if math.prod(self.latent_shape) % 2:
             raise ValueError(f"a latent of shape {self.latent_shape} has an odd number of values")
+        self.prior = None
+        if prior is not None:
+            mean, var = (torch.as_tensor(t, dtype=torch.float32).reshape(self.latent_shape) for t in prior)
+            self.prior = (mean.flatten(), var.flatten().clamp_min(1e-12))
 
     @property
     def num_symbols(self) -> int:
@@ -274,8 +288,19 @@ class RawLatent:
         return _reals_to_complex(flat), scale
 
     def decode(self, received: torch.Tensor, reliabilities: torch.Tensor, side: torch.Tensor) -> torch.Tensor:
-        del reliabilities
-        return (_complex_to_reals(received) / side[:, None]).view(len(received), *self.latent_shape)
+        """Latents from the MMSE-equalised symbols, their reliabilities ``r = snr / (1 + snr)`` and the gains."""
+        estimate = _complex_to_reals(received)
+        if self.prior is None:
+            return (estimate / side[:, None]).view(len(received), *self.latent_shape)
+        mean, var = self.prior
+        r = torch.repeat_interleave(
+            torch.as_tensor(reliabilities, dtype=torch.float32).reshape(len(received), -1), 2, 1
+        )
+        c = side[:, None].float()
+        # z_hat = mu + var / (var + v) * (estimate / (r c) - mu), with v = (1 - r) / (2 r c^2), written without
+        # dividing by r so that a value sent with no power (r = 0, estimate = 0) decodes to mu
+        z = mean + (2 * var * c * estimate - 2 * var * r * c**2 * mean) / (2 * var * r * c**2 + 1 - r)
+        return z.view(len(received), *self.latent_shape)
 
 
 def image_bits(images_uint8: np.ndarray, compress: bool = False) -> np.ndarray:

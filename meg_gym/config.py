@@ -29,7 +29,7 @@ __all__ = [
 ]
 
 REWARD_METRICS = tuple(REWARDS)
-SCHEMES = ("seed", "raw-latent")
+SCHEMES = ("seed", "raw-latent", "raw-latent-zero-mean")
 # "fit" and "validation" partition "train" for tuning (meg_gym.cache.LatentCache.indices)
 SPLITS = ("train", "test", "all", "fit", "validation")
 # kept here (not imported from codec) so that reading a config does not import torch
@@ -48,7 +48,10 @@ class PowerControlConfig(ChannelConfig):
         split: Prompt split episodes draw from: "train", "test" (held-out prompts, for evaluation) or "all"; for
             tuning, "fit" (seven eighths of train) and "validation" (the other eighth).
         num_blocks: Fading blocks K per episode; one agent step per block. Must divide the seed's symbol count.
-        scheme: What is sent: "seed" (the learned codec) or "raw-latent" (the uncompressed reference).
+        scheme: What is sent: "seed" (the learned codec) or the uncompressed latent, "raw-latent" (decoded by
+            the linear MMSE estimator that knows the latent prior's per-element mean and variance, estimated on
+            train prompts: the fair reference) or "raw-latent-zero-mean" (equalised as if the latent had zero
+            mean: the reference before 2026-11-29, kept for comparison).
         compression_ratio: Seed size as a fraction of the latent's complex-symbol count: 1/2, 1/4, 1/8 or 1/16.
         codec_dir: Folder of a codec trained with scripts/train_codec.py; None is the shipped one for the ratio.
         ue_steps: Denoising steps the UE runs after decoding the seed (0: the UE only decodes the image).
@@ -58,7 +61,7 @@ class PowerControlConfig(ChannelConfig):
         budget_fraction: Energy budget per episode as a fraction of the energy of sending every block at
             peak power. Below 1 the budget binds. The default 0.05 gives an average receive SNR of -3 dB at the
             default peak SNR, while a single block may get up to 20 times its fair share: the regime in which
-            where the energy goes matters (with looser budgets the oracle's lead over static power shrinks:
+            where the energy goes matters (with looser budgets MMSE water-filling's lead over static power shrinks:
             docs/reproduction.md, figure (c), gives it per budget and names the cache it was measured on).
         symbol_duration_s: Duration of one channel symbol in seconds (energy = power * symbols * duration).
         reward: Image-quality reward given at the last block: "psnr" (dB), "ssim", "ms-ssim", or

@@ -6,7 +6,7 @@ the policy's actions, so the figures do not depend on the batch size. Learned po
 (their mean action).
 
 A policy is any callable ``policy(obs, env) -> actions``: ``obs`` is the (num_envs, obs_dim) batch and
-``env`` the vector env (causal policies ignore it; the non-causal oracle reads the episode's channel from it);
+``env`` the vector env (causal policies ignore it; the non-causal references read the episode's channel from it);
 it returns powers as fractions of peak, shape (num_envs, 1) or (num_envs,) (on a constrained environment, actions
 of its action space, shape (num_envs, 3)). On a multi-agent environment
 (``multi_agent`` in :mod:`meg_gym.registry`) observations are (num_envs, num_agents, obs_dim) and powers
@@ -433,7 +433,7 @@ def log_eval(writer: Any, result: dict[str, Any], step: int = 0) -> None:
 
 @dataclass
 class PolicyRunArgs:
-    """The flags of the baselines that do not learn (static power, heuristics, oracle); each file extends it."""
+    """The flags of the baselines that do not learn (static power, heuristics, non-causal references); each file extends it."""
 
     exp_name: str = "policy"
     """name of this experiment"""

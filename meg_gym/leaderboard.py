@@ -14,10 +14,15 @@ cache (the SHA-256 of its tensor file, recorded in eval.json), so that figures m
 or latents never share a table. Per table and per policy, the page gives the
 interquartile mean (IQM) and the mean of the test-split PSNR across training seeds, each with a 95%
 stratified-bootstrap confidence interval (rliable; Agarwal et al., "Deep Reinforcement Learning at the
-Edge of the Statistical Precipice", NeurIPS 2021), the energy used as a fraction of the budget, and the gap
-to the non-causal oracle of the same configuration. A deterministic fixed policy is one run; its interval
-is then a point. The figure is rliable's performance profile of the oracle-normalised score
-(0 = static power, 1 = the oracle) over every configuration each policy was run in.
+Edge of the Statistical Precipice", NeurIPS 2021), the energy used as a fraction of the budget, the gap to the
+environment's upper reference of the same configuration, and the normalised score
+(PSNR - baseline) / (reference - baseline): 0 = the baseline policy (static power), 1 = the reference
+(``EnvironmentSpec.upper_reference``: "best-known" for MEG-PowerControl-v0, a search on the actual reward, not a
+bound). Its 95% interval resamples test episodes (paired: every policy of a table meets the same episodes) and
+training seeds; records made before 2026-11-29 hold no per-episode values, and their interval treats the three
+means as independent (wider than paired). A deterministic fixed policy is one run; its PSNR interval is then a
+point. The figure is rliable's performance profile of the normalised score over every configuration each policy
+was run in. Policies renamed since a record was made are shown under their current names (:data:`RENAMED`).
 """
 
 from __future__ import annotations
@@ -42,6 +47,8 @@ LEADERBOARD_SCHEMA = "meg-gym-leaderboard/1"
 # the profile figure covers the first environment of the table with an upper reference
 PROFILE_ENV_ID = next(spec.env_id for spec in ENVIRONMENTS if spec.upper_reference)
 UNRECORDED = "unrecorded"
+# old policy name -> current name, so that old records join their policy's row
+RENAMED = {"oracle": "mmse-water-filling"}
 
 
 @dataclass
@@ -126,7 +133,7 @@ def record_from(data: dict[str, Any], source: str, sha256: str, policy: str | No
         "env_id": data["env_id"],
         "config": config,
         "cache_sha256": cache_of(data.get("cache_sha256"), config),
-        "policy": policy or data["policy"],
+        "policy": RENAMED.get(policy or data["policy"], policy or data["policy"]),
         "training_steps": training_steps or 0,
         "run_name": data["run_name"],
         "seed": args.get("seed"),
@@ -134,6 +141,8 @@ def record_from(data: dict[str, Any], source: str, sha256: str, policy: str | No
         "first_eval_seed": data["seeds"][0],
         "psnr": data["psnr"]["mean"],
         "psnr_episode_std": data["psnr"]["std"],
+        # for the paired interval of the normalised score (1e-4 dB is far below any difference reported)
+        "psnr_per_episode": [round(float(v), 4) for v in data["psnr"]["per_episode"]],
         "ssim": data["ssim"]["mean"],
         "energy_used": data["energy_used"]["mean"],
         "energy_budget": data["energy_budget"],
@@ -174,7 +183,8 @@ def record_key(r: dict[str, Any]) -> tuple:
 
 
 def merge(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    old = [{**r, "cache_sha256": cache_of(r.get("cache_sha256"), r["config"])} for r in old]
+    old = [{**r, "cache_sha256": cache_of(r.get("cache_sha256"), r["config"]), "policy": RENAMED.get(r["policy"], r["policy"])}
+           for r in old]  # fmt: skip
     records = {record_key(r): r for r in old}
     records.update({record_key(r): r for r in new})
     return sorted(records.values(), key=lambda r: (r["env_id"], config_label(r["config"], r["env_id"]), r["cache_sha256"],
@@ -230,9 +240,13 @@ def build_tables(records: list[dict[str, Any]], reps: int, seed: int) -> list[di
         estimates = interval_estimates(scores, reps, seed)
         spec = environment(env_id)
         upper, baseline = spec.upper_reference, spec.baseline_policy
-        oracle = np.mean([r["psnr"] for r in by_entry[upper]]) if upper in by_entry else None
+        reference = np.mean([r["psnr"] for r in by_entry[upper]]) if upper in by_entry else None
         static = np.mean([r["psnr"] for r in by_entry[baseline]]) if baseline in by_entry else None
-        gaps = interval_estimates({n: oracle - s for n, s in scores.items()}, reps, seed) if oracle is not None else {}
+        gaps = (
+            interval_estimates({n: reference - s for n, s in scores.items()}, reps, seed)
+            if reference is not None
+            else {}
+        )
         rows = []
         for name, rs in by_entry.items():
             psnr = np.array([r["psnr"] for r in rs])
@@ -247,10 +261,15 @@ def build_tables(records: list[dict[str, Any]], reps: int, seed: int) -> list[di
                     "psnr_episode_se": float(np.mean([r["psnr_episode_std"] for r in rs]) / np.sqrt(rs[0]["episodes"])),
                     "ssim_mean": float(np.mean([r["ssim"] for r in rs])),
                     "energy_fraction": float(np.mean([r["energy_used"] / r["energy_budget"] for r in rs])),
-                    "gap_to_oracle": gaps[name]["mean"] if gaps else None,
+                    "gap_to_reference": gaps[name]["mean"] if gaps else None,
                     "normalised": (
-                        ((psnr - static) / (oracle - static)).tolist()
-                        if oracle is not None and static is not None and oracle > static
+                        ((psnr - static) / (reference - static)).tolist()
+                        if reference is not None and static is not None and reference > static
+                        else None
+                    ),
+                    "score": (
+                        normalised_score(rs, by_entry[baseline], by_entry[upper], reps, seed)
+                        if reference is not None and static is not None and reference > static
                         else None
                     ),
                 }
@@ -266,6 +285,44 @@ def build_tables(records: list[dict[str, Any]], reps: int, seed: int) -> list[di
         tables.append({"env_id": env_id, "config": config, "label": config_label(config, env_id), "cache_sha256": cache,
                        "rows": rows})  # fmt: skip
     return tables
+
+
+def normalised_score(
+    runs: list[dict[str, Any]], baseline: list[dict[str, Any]], reference: list[dict[str, Any]], reps: int, seed: int
+) -> list[float]:
+    """[point, low, high]: (PSNR - baseline) / (reference - baseline) with a 95% bootstrap interval.
+
+    Paired when every run holds its per-episode PSNR on the same episodes: each resample draws the test
+    episodes (the same for all three) and the policy's training seeds. Otherwise each run's mean is redrawn from
+    its own episodes' spread as if the three were independent, which overstates the uncertainty.
+    """
+    rng = np.random.default_rng(seed)
+    groups = [runs, baseline, reference]
+    point_means = [np.mean([r["psnr"] for r in g]) for g in groups]
+    point = (point_means[0] - point_means[1]) / (point_means[2] - point_means[1])
+    episodes = {(r["episodes"], r["first_eval_seed"]) for g in groups for r in g}
+    if all(r.get("psnr_per_episode") for g in groups for r in g) and len(episodes) == 1:
+        x = np.array([r["psnr_per_episode"] for r in runs])
+        b = np.mean([r["psnr_per_episode"] for r in baseline], axis=0)
+        ref = np.mean([r["psnr_per_episode"] for r in reference], axis=0)
+        n = x.shape[1]
+        samples = []
+        for _ in range(reps):
+            idx, seeds = rng.integers(n, size=n), rng.integers(len(x), size=len(x))
+            low = b[idx].mean()
+            samples.append((x[seeds][:, idx].mean() - low) / (ref[idx].mean() - low))
+    else:
+
+        def redraw(group: list[dict[str, Any]], size: int) -> np.ndarray:
+            means = np.array([r["psnr"] for r in group])
+            se = np.array([r["psnr_episode_std"] / np.sqrt(r["episodes"]) for r in group])
+            pick = rng.integers(len(group), size=(size, len(group)))
+            return (means[pick] + se[pick] * rng.standard_normal(pick.shape)).mean(axis=1)
+
+        x, b, ref = (redraw(g, reps) for g in groups)
+        samples = (x - b) / (ref - b)
+    low, high = np.percentile(samples, [2.5, 97.5])
+    return [float(point), float(low), float(high)]
 
 
 def cost_rates(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -284,7 +341,7 @@ def cost_rates(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def performance_profile(tables: list[dict[str, Any]], path: Path) -> list[str]:
-    """rliable's performance profile of the oracle-normalised score per policy; returns the policies drawn."""
+    """rliable's performance profile of the normalised score per policy; returns the policies drawn."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -312,7 +369,7 @@ def performance_profile(tables: list[dict[str, Any]], path: Path) -> list[str]:
     colors = dict(zip(scores, plt.cm.tab10.colors, strict=False))
     plot_utils.plot_performance_profiles(
         profiles, taus, performance_profile_cis=intervals, colors=colors,
-        xlabel=r"oracle-normalised score $\tau$ (0 = static power, 1 = oracle)", ax=ax,
+        xlabel=r"normalised score $\tau$ (0 = static power, 1 = best-known)", ax=ax,
     )  # fmt: skip
     ax.legend([plt.Line2D([0], [0], color=colors[n], lw=2) for n in scores], list(scores), loc="lower left", fontsize=8)
     ax.set_title(f"Performance profiles over {len(usable)} configuration(s) of {PROFILE_ENV_ID}", fontsize=10)
@@ -325,6 +382,10 @@ def performance_profile(tables: list[dict[str, Any]], path: Path) -> list[str]:
 def interval(values: list[float], digits: int = 2) -> str:
     point, low, high = values
     return f"{point:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def reference_name(table: dict[str, Any]) -> str:
+    return environment(table["env_id"]).upper_reference or "reference"
 
 
 def render(tables: list[dict[str, Any]], records: list[dict[str, Any]], figure: Path | None, drawn: list[str]) -> str:
@@ -341,8 +402,12 @@ def render(tables: list[dict[str, Any]], records: list[dict[str, Any]], figure: 
         "1,000,000 + j, so every policy of a configuration meets the same channels and prompts). "
         "IQM and mean are across training seeds with 95% stratified-bootstrap intervals (rliable); a fixed policy "
         "is deterministic and has one run. *episode SE* is the standard error over the test episodes of one run; "
-        "*energy* is the energy used as a fraction of the budget; *gap to oracle* is the oracle's mean minus "
-        "the policy's, with its interval. A table holds one environment, configuration and latent cache (the "
+        "*energy* is the energy used as a fraction of the budget; *gap* is the upper reference's mean minus "
+        "the policy's, with its interval; *score* is (PSNR - static) / (reference - static), 0 = static power, "
+        "1 = the reference, with a 95% bootstrap interval over test episodes and seeds (paired where the records "
+        "hold per-episode values, else treating the means as independent). The reference of "
+        "MEG-PowerControl-v0 is `best-known`, a non-causal search on the actual reward: the best allocation "
+        "known, not a bound (`mmse-water-filling` was called the oracle before 2026-11-29). A table holds one environment, configuration and latent cache (the "
         "first 12 hex digits of the SHA-256 of its tensor file); results on different caches are never pooled. "
         "How to submit a result: see the README's *Leaderboard* section.",
         "",
@@ -352,7 +417,7 @@ def render(tables: list[dict[str, Any]], records: list[dict[str, Any]], figure: 
             f"![performance profiles]({figure.name})",
             "",
             "Performance profiles (rliable): the fraction of runs, over every configuration below, whose "
-            "oracle-normalised score (PSNR - static) / (oracle - static) exceeds tau; shaded: 95% bootstrap "
+            "normalised score (PSNR - static) / (best-known - static) exceeds tau; shaded: 95% bootstrap "
             f"intervals. Drawn for the policies run in every configuration: {', '.join(drawn)}.",
             "",
         ]
@@ -364,14 +429,16 @@ def render(tables: list[dict[str, Any]], records: list[dict[str, Any]], figure: 
             lines += constrained_table(t)
             continue
         lines += [
-            "| policy | runs | PSNR IQM [95% CI] | PSNR mean [95% CI] | episode SE | SSIM | energy | gap to oracle [95% CI] |",
-            "|---|---|---|---|---|---|---|---|",
+            f"| policy | runs | PSNR IQM [95% CI] | PSNR mean [95% CI] | episode SE | SSIM | energy | "
+            f"gap to {reference_name(t)} [95% CI] | score [95% CI] |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for row in t["rows"]:
-            gap = interval(row["gap_to_oracle"]) if row["gap_to_oracle"] is not None else "-"
+            gap = interval(row["gap_to_reference"]) if row["gap_to_reference"] is not None else "-"
+            score = interval(row["score"]) if row["score"] is not None else "-"
             lines.append(
                 f"| {row['policy']} | {row['runs']} | {interval(row['psnr_iqm'])} | {interval(row['psnr_mean'])} | "
-                f"{row['psnr_episode_se']:.2f} | {row['ssim_mean']:.3f} | {row['energy_fraction']:.2f} | {gap} |"
+                f"{row['psnr_episode_se']:.2f} | {row['ssim_mean']:.3f} | {row['energy_fraction']:.2f} | {gap} | {score} |"
             )
         lines.append("")
     return "\n".join(lines)
@@ -394,12 +461,12 @@ def constrained_table(t: dict[str, Any]) -> list[str]:
             else "."
         ),
         "",
-        "| policy | runs | training steps | PSNR IQM [95% CI] | PSNR mean [95% CI] | UE energy (J) [95% CI] | deadline misses [95% CI] | within limits | score |",
+        "| policy | runs | training steps | PSNR IQM [95% CI] | PSNR mean [95% CI] | UE energy (J) [95% CI] | deadline misses [95% CI] | within limits | score [95% CI] |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in t["rows"]:
         ok = all(row[k][0] <= limits.get(k, np.inf) + 1e-9 for k in evaluation.SESSION_COSTS)
-        score = f"{np.mean(row['normalised']):.2f}" if row["normalised"] is not None else "-"
+        score = interval(row["score"]) if row["score"] is not None else "-"
         steps = ", ".join(f"{s // 1000}k" if s else "-" for s in row["training_steps"])
         lines.append(
             f"| {row['policy']} | {row['runs']} | {steps} | {interval(row['psnr_iqm'])} | {interval(row['psnr_mean'])} | "

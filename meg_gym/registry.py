@@ -36,7 +36,9 @@ class EnvironmentSpec:
         card: Path of its environment card, generated from ``env_class``'s docstring and the config's.
         policies: Its fixed policies and references: a dict name -> ``make(config) -> policy(obs, env)``.
         multi_agent: PettingZoo API; observations (num_envs, num_agents, obs_dim) in the batched env.
-        upper_reference: The fixed policy that is its non-causal upper reference (None if it has none).
+        upper_reference: Its non-causal upper reference, the 1 of the leaderboard's normalised score: the best
+            policy known for it, named for what it is ("best-known", "planner"); a bound only where its docs
+            prove one. None if it has none.
         baseline_policy: The fixed policy scores are compared against (e.g. static power).
         constrained: A constrained MDP: every step's info has ``cost`` and ``costs``, the config ``cost_limits``;
             an episode is a session of requests with a reward each, summarised per request and per session.
@@ -74,7 +76,7 @@ ENVIRONMENTS: tuple[EnvironmentSpec, ...] = (
         config_class="meg_gym.config:PowerControlConfig",
         card="docs/envs/power_control.md",
         policies="meg_gym.policies:POWER_CONTROL_POLICIES",
-        upper_reference="oracle",
+        upper_reference="best-known",
     ),
     EnvironmentSpec(
         env_id="MEG-MultiCell-v0",

@@ -1,7 +1,7 @@
 """Evaluate any policy of any MEG environment under the held-out protocol and write eval.json.
 
     python scripts/evaluate.py --policy static                        # a fixed policy of the environment
-    python scripts/evaluate.py --policy oracle --env.budget-fraction 0.1
+    python scripts/evaluate.py --policy best-known --env.budget-fraction 0.1
     python scripts/evaluate.py --policy runs/NAME                     # a learner run saved with --save-model
     python scripts/evaluate.py --policy my_package.policies:greedy    # your callable policy(obs, env)
     python scripts/evaluate.py --policy path/to/file.py:greedy --name greedy --seed 2

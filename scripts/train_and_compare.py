@@ -1,12 +1,14 @@
-"""README's main job: train PPO on MEG-PowerControl-v0, then compare it with static power and the oracle.
+"""README's main job: train PPO on MEG-PowerControl-v0, then compare it with static power and two non-causal references.
 
     python scripts/train_and_compare.py                 # see README.md for the time it takes and where it was measured
     python scripts/train_and_compare.py --ppo-timesteps 50000 --eval-episodes 256   # a quick look
 
 Each baseline runs as its own script (baselines/*.py) and writes runs/{run_name}/eval.json; this script then
-prints their test-split figures side by side. All three are evaluated on the same held-out prompts with the
-same episode seeds, so the per-episode differences are paired; the table gives the mean difference to static
-power with its standard error.
+prints their test-split figures side by side. All are evaluated on the same held-out prompts with the same
+episode seeds, so the per-episode differences are paired; the table gives the mean difference to static power
+with its standard error. The two water-fillings know every block's gain in advance; neither is a bound on the
+image quality. The best-known reference (a search on the actual reward, minutes on a CPU) is in
+docs/leaderboard.md: ``python baselines/non_causal.py --policy best-known`` measures it.
 """
 
 from __future__ import annotations
@@ -54,7 +56,14 @@ def main(args: Args) -> None:
             ["--total-timesteps", str(args.ppo_timesteps), "--seed", str(args.seed), "--save-model", *evals],
         ),
         "static power": run("static_power.py", f"MEG-PowerControl-v0__static__{stamp}", evals),
-        "oracle (non-causal)": run("oracle.py", f"MEG-PowerControl-v0__oracle__{stamp}", evals),
+        **{
+            f"{kind} water-filling (non-causal)": run(
+                "non_causal.py",
+                f"MEG-PowerControl-v0__{kind}-water-filling__{stamp}",
+                ["--policy", f"{kind}-water-filling", *evals],
+            )  # fmt: skip
+            for kind in ("capacity", "mmse")
+        },
     }
     static = np.asarray(results["static power"]["psnr"]["per_episode"])
     print(f"\nMEG-PowerControl-v0, test prompts, {args.eval_episodes} episodes, {time.time() - t0:.0f} s in all\n")

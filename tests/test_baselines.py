@@ -1,4 +1,4 @@
-"""Every baseline runs as a script, briefly, and writes an eval.json in the shared schema; the oracle's solver."""
+"""Every baseline runs as a script, briefly, and writes an eval.json in the shared schema; the water-filling solvers."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ RUNS = {
     "sac_continuous_action.py": ["--total-timesteps", "320", "--learning-starts", "160", "--batch-size", "32"],
     "static_power.py": [],
     "heuristics.py": ["--policy", "channel-inversion"],
-    "oracle.py": ["--env.budget-fraction", "0.4"],
+    "non_causal.py": ["--policy", "best-known", "--iterations", "2", "--draws", "2", "--env.budget-fraction", "0.4"],
     "ippo_multi_cell.py": ["--total-timesteps", "256", "--num-envs", "4", "--num-steps", "16", "--save-model"],
     "multi_cell_policies.py": ["--policy", "sinr-threshold", "--env.num-links", "3"],
 }
@@ -39,7 +39,7 @@ def test_baseline_runs_and_writes_a_valid_eval_json(script, tmp_path):
     assert data["seeds"][0] == evaluation.EVAL_SEED
     assert 0 < data["energy_used"]["mean"] <= data["energy_budget"] * (1 + 1e-9)
     assert list((tmp_path / "runs" / "unit").glob("events.out.tfevents.*")), "tensorboard log missing"
-    if script == "oracle.py":
+    if script == "non_causal.py":
         assert data["env_kwargs"]["budget_fraction"] == 0.4
     if "--save-model" in RUNS[script]:
         assert (tmp_path / "runs" / "unit" / "model.safetensors").exists()
@@ -77,7 +77,7 @@ def test_validate_eval_rejects_broken_files():
         evaluation.validate_eval(bad)
 
 
-def test_oracle_water_filling_is_optimal_for_its_model():
+def test_mmse_water_filling_is_optimal_for_its_model():
     from scipy.optimize import minimize
 
     from meg_gym.policies import mmse_water_filling
@@ -97,6 +97,73 @@ def test_oracle_water_filling_is_optimal_for_its_model():
         assert objective(p[i]) <= res.fun + 1e-6
     # a budget that covers every block at peak gives every block the peak
     assert np.all(mmse_water_filling(a[:2], np.full(2, 100.0), peak) == peak)
+
+
+def test_capacity_water_filling_is_optimal_for_its_model():
+    from scipy.optimize import minimize
+
+    from meg_gym.policies import capacity_water_filling
+
+    rng = np.random.default_rng(1)
+    a = rng.exponential(10.0, (20, 8))
+    total, peak = np.full(20, 12.0), 4.0
+    p = capacity_water_filling(a, total, peak)
+    assert np.all(p >= 0) and np.all(p <= peak + 1e-12)
+    np.testing.assert_allclose(p.sum(1), total, rtol=1e-9)
+    for i in range(5):
+        objective = lambda x, ai=a[i]: -np.sum(np.log1p(ai * x))  # noqa: E731
+        res = minimize(
+            objective, np.full(8, 1.5), bounds=[(0, peak)] * 8,
+            constraints=[{"type": "ineq", "fun": lambda x, t=total[i]: t - x.sum()}], method="SLSQP",
+        )  # fmt: skip
+        assert objective(p[i]) <= res.fun + 1e-6
+    assert np.all(capacity_water_filling(a[:2], np.full(2, 100.0), peak) == peak)
+
+
+def test_expected_quality_is_the_real_pipeline_and_leaves_the_episodes_alone():
+    from meg_gym.envs.power_control import PowerControlVectorEnv
+
+    def episode(env, probe: bool):
+        env.reset(seed=5)
+        if probe:
+            link = env.link_parameters()
+            full = np.full((4, 8), link["peak_power"])
+            quiet = np.full((4, 8), link["peak_power"] * 1e-4)
+            high, low = env.expected_quality(full, draws=2, seeds=3), env.expected_quality(quiet, draws=2, seeds=3)
+            assert np.all(high > low + 3.0), (high, low)  # 40 dB more power: a much better image
+            np.testing.assert_array_equal(high, env.expected_quality(full, draws=2, seeds=3))
+            assert not np.array_equal(low, env.expected_quality(quiet, draws=2, seeds=4))
+            np.testing.assert_allclose(
+                env.expected_quality(full[1:2], envs=[1], draws=2, seeds=3), high[1:2], atol=1e-4
+            )
+        rewards = []
+        for _ in range(8):
+            _, reward, *_ = env.step(np.full((4, 1), 0.05, dtype=np.float32))
+            rewards.append(reward)
+        return np.array(rewards)
+
+    env = PowerControlVectorEnv(num_envs=4, split="test")
+    np.testing.assert_array_equal(episode(env, probe=False), episode(env, probe=True))
+
+
+def test_best_known_starts_from_the_water_fillings_and_keeps_the_budget():
+    from meg_gym.config import PowerControlConfig
+    from meg_gym.policies import best_known, capacity_water_filling_policy, mmse_water_filling_policy, static_power
+
+    config = PowerControlConfig()
+    results = {
+        name: evaluation.evaluate_policy(make(config), episodes=16, num_envs=16)
+        for name, make in [("best", lambda c: best_known(c, draws=2, iterations=3)),
+                           ("mmse", mmse_water_filling_policy), ("capacity", capacity_water_filling_policy),
+                           ("static", lambda c: static_power)]
+    }  # fmt: skip
+    for r in results.values():
+        assert np.all(np.asarray(r["energy_used"]["per_episode"]) <= r["energy_budget"] * (1 + 1e-9))
+    assert np.mean(results["best"]["energy_used"]["per_episode"]) > 0.99 * results["best"]["energy_budget"]
+    # the same plans again (seeded by the episode's gains), and not the same as any single starting point
+    again = evaluation.evaluate_policy(best_known(config, draws=2, iterations=3), episodes=16, num_envs=8)
+    np.testing.assert_allclose(again["psnr"]["per_episode"], results["best"]["psnr"]["per_episode"], atol=1e-3)
+    assert results["best"]["psnr"]["per_episode"] != results["mmse"]["psnr"]["per_episode"]
 
 
 def test_evaluation_does_not_depend_on_the_batch_size():

@@ -71,6 +71,59 @@ def test_raw_latent_is_exact_without_noise_and_mmse_shrinks_with_noise():
     assert 0.4 < err < 0.6
 
 
+def test_lmmse_raw_latent_knows_the_prior_and_beats_the_zero_mean_receiver():
+    gen = torch.Generator().manual_seed(2)
+    mean, std = torch.randn(4, 8, 8) * 1.5, torch.rand(4, 8, 8) + 0.2
+    z = mean + std * torch.randn(4000, 4, 8, 8, generator=gen)
+    lmmse, zero_mean = codec.RawLatent((4, 8, 8), prior=(mean, std**2)), codec.RawLatent((4, 8, 8))
+    symbols, scale = lmmse.encode(z)
+    # noiseless: exact; nothing received (reliability 0): the prior mean
+    torch.testing.assert_close(lmmse.decode(symbols, torch.ones(4000, 128), scale), z, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(lmmse.decode(symbols * 0, torch.zeros(4000, 128), scale), mean.expand_as(z))
+    for snr in (0.1, 1.0, 10.0):
+        received, rel = simulate_mmse_torch(symbols, torch.tensor(snr), gen)
+        errors = [(scheme.decode(received, rel, scale) - z).pow(2).mean().item() for scheme in (lmmse, zero_mean)]
+        assert errors[0] < errors[1], (snr, errors)
+        # the LMMSE error per value: var * v / (var + v), v = 1 / (2 snr c^2), averaged over values and latents
+        v = 1 / (2 * snr * scale[:, None, None, None] ** 2)
+        expected = (std**2 * v / (std**2 + v)).mean().item()
+        assert abs(errors[0] - expected) < 0.05 * expected, (snr, errors[0], expected)
+
+
+def test_the_shipped_latent_prior_is_estimated_on_the_train_prompts():
+    from meg_gym.latent_prior import estimate_prior, latent_prior
+
+    cache = LatentCache.load()
+    prior = estimate_prior(cache)
+    for i, step in enumerate(cache.split_steps):
+        mean, var = latent_prior(None, step)
+        torch.testing.assert_close(mean, prior["mean"][i], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(var, prior["var"][i], rtol=1e-5, atol=1e-6)
+    train = cache.es_latents[cache.indices("train"), -1].float()
+    torch.testing.assert_close(prior["mean"][-1], train.mean(0), rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(prior["mean"][-1], cache.es_latents[cache.indices("test"), -1].float().mean(0), atol=1e-4)
+
+
+def test_a_prior_asset_is_used_only_for_the_cache_it_was_estimated_on(tmp_path, monkeypatch):
+    import json
+
+    from meg_gym import latent_prior as lp
+
+    cache = LatentCache.load()
+    zeros = {k: torch.zeros_like(v) for k, v in lp.estimate_prior(cache).items()}
+    folder = lp.save_prior(tmp_path, cache, zeros)
+    monkeypatch.setattr(lp, "PRIOR_DIR", folder)
+    lp._prior_of.cache_clear()
+    try:
+        assert torch.count_nonzero(lp.latent_prior(None, cache.split_steps[-1])[0]) == 0  # the asset
+        meta = json.loads((folder / lp.JSON_NAME).read_text())
+        (folder / lp.JSON_NAME).write_text(json.dumps({**meta, "cache_sha256": "0" * 64}))  # another cache's asset
+        lp._prior_of.cache_clear()
+        assert torch.count_nonzero(lp.latent_prior(None, cache.split_steps[-1])[0]) > 0  # estimated instead
+    finally:
+        lp._prior_of.cache_clear()
+
+
 def test_simulate_channel_matches_the_numpy_channel_statistics():
     from meg_gym import channel
 

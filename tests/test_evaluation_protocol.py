@@ -106,7 +106,8 @@ def test_leaderboard_statistics_and_database(tmp_path):
     rng = np.random.default_rng(0)
     base = rng.normal(19.0, 1.0, 32)
     fake_eval(tmp_path / "in" / "static" / "eval.json", "static", 1, base)
-    fake_eval(tmp_path / "in" / "oracle" / "eval.json", "oracle", 1, base + 1.0)
+    fake_eval(tmp_path / "in" / "best" / "eval.json", "best-known", 1, base + 1.0)
+    fake_eval(tmp_path / "in" / "oracle" / "eval.json", "oracle", 1, base + 0.9)  # the old name joins its new row
     for seed, shift in zip((1, 2, 3), (0.2, 0.4, 0.6), strict=True):
         fake_eval(tmp_path / "in" / f"ppo{seed}" / "eval.json", "ppo", seed, base + shift, steps=100_000)
     fake_eval(tmp_path / "other" / "eval.json", "static", 1, base - 1.0, budget=0.1)
@@ -119,15 +120,18 @@ def test_leaderboard_statistics_and_database(tmp_path):
     assert ppo["psnr_mean"][0] == pytest.approx(base.mean() + 0.4)
     assert ppo["psnr_mean"][1] <= ppo["psnr_mean"][0] <= ppo["psnr_mean"][2]
     assert ppo["psnr_mean"][1] >= base.mean() + 0.2 - 1e-9 and ppo["psnr_mean"][2] <= base.mean() + 0.6 + 1e-9
-    assert ppo["gap_to_oracle"][0] == pytest.approx(0.6)
+    assert ppo["gap_to_reference"][0] == pytest.approx(0.6)
     assert ppo["normalised"] == pytest.approx([0.2, 0.4, 0.6])
+    # paired: the episodes cancel, so the interval is the spread of the three seeds' scores (0.2 .. 0.6)
+    assert ppo["score"][0] == pytest.approx(0.4) and 0.2 - 1e-9 <= ppo["score"][1] < 0.4 < ppo["score"][2] <= 0.6 + 1e-9
+    assert rows["mmse-water-filling"]["score"][0] == pytest.approx(0.9)
     assert ppo["energy_fraction"] == pytest.approx(0.5)
-    assert rows["oracle"]["gap_to_oracle"][0] == pytest.approx(0.0)
+    assert rows["best-known"]["gap_to_reference"][0] == pytest.approx(0.0)
     assert "ppo (100k)" in out.read_text() and out.with_name("leaderboard-profile.png").stat().st_size > 1000
     # adding a second configuration keeps the first (the database), adding the same runs again does not duplicate
     leaderboard.main(leaderboard.Args(paths=[tmp_path / "other", tmp_path / "in"], output=out, reps=500))
     database = json.loads(out.with_suffix(".json").read_text())
-    assert len(database["records"]) == 6
+    assert len(database["records"]) == 7
     assert [t["label"] for t in database["tables"]] == ["budget_fraction=0.1", "default"]
     # a damaged eval.json is refused with the file named
     broken = tmp_path / "broken" / "eval.json"

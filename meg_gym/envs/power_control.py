@@ -291,10 +291,22 @@ class PowerControlVectorEnv(VectorEnv):
     def episode_gains(self) -> np.ndarray:
         """True complex gains of every block of the current episodes, (num_envs, num_blocks).
 
-        Non-causal: it reveals future blocks. It exists for upper references such as the MMSE water-filling
-        oracle of :mod:`meg_gym.policies`; a policy that uses it is not a valid entry for the causal leaderboard.
+        Non-causal: it reveals future blocks. It exists for the non-causal references of :mod:`meg_gym.policies`
+        (water-filling, best-known); a policy that uses it is not a valid entry for the causal leaderboard.
         """
         return self._link.h.copy()
+
+    def expected_quality(self, powers: np.ndarray, envs: np.ndarray | None = None, draws: int = 4, seeds: Any = 0):
+        """Mean reward the current episodes of ``envs`` (default: all) would get if sent at per-block ``powers``
+        (len(envs), num_blocks) in watts, over ``draws`` noise draws, episode e's from
+        ``np.random.default_rng(seeds[e])`` (an int: the same seed for every episode).
+
+        Non-causal (it knows every block's gain and the prompt) and does not touch the episodes' own state or
+        random streams; the energy budget is not applied, so keep ``powers`` within it. For planners such as
+        the best-known reference of :mod:`meg_gym.policies`.
+        """
+        envs = np.arange(self.num_envs) if envs is None else np.asarray(envs)
+        return self._link.expected_quality(envs, powers, draws, seeds)
 
     def link_parameters(self) -> dict[str, float]:
         """Peak power, noise power, symbols per block, symbol duration and the energy budget per episode."""

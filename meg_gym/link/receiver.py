@@ -56,8 +56,12 @@ class Receiver:
                     f"`python scripts/train_codec.py --cache-dir {self.cache.path} --extra-scenes 0 "
                     f"--ratios {ratio} --output-dir <folder>` and pass codec_dir=<folder>/ratio-..."
                 )
+        elif scheme == "raw-latent":
+            from meg_gym.latent_prior import latent_prior
+
+            self.scheme = codec_lib.RawLatent(latent_shape, prior=latent_prior(cache_dir, self.split_step))
         else:
-            self.scheme = codec_lib.RawLatent(latent_shape)
+            self.scheme = codec_lib.RawLatent(latent_shape)  # "raw-latent-zero-mean"
         self.clean = self.cache.clean_latents(self.rows)
         with torch.no_grad():
             symbols, side = self.scheme.encode(self.cache.latents_at(self.split_step, self.rows))

@@ -172,6 +172,29 @@ class BatchedLink:
             self.last_latents[i] = end.latents[j]
         return end
 
+    def expected_quality(self, envs: np.ndarray, powers: np.ndarray, draws: int, seeds: Any) -> np.ndarray:
+        """Mean reward of sending the current episodes of ``envs`` whole at per-block ``powers`` (B, K), over
+        ``draws`` noise draws, episode e's from ``np.random.default_rng(seeds[e])`` (never the episodes' own
+        noise): the real decode, VAE and metric, for non-causal planning. Equal seeds give equal draws, so
+        candidates compared under one seed differ by their powers alone."""
+        powers = np.asarray(powers, dtype=np.float64)
+        rows, h, n0 = self.rows[envs], self.h[envs], self.config.noise_power
+        symbols = self.blocks.symbols[rows]  # (B, K, S)
+        noise = np.empty((draws, *symbols.shape), dtype=np.complex128)
+        for e, seed in enumerate(np.broadcast_to(seeds, (len(envs),))):
+            rng = np.random.default_rng(int(seed))
+            shape = (draws, *symbols.shape[1:])
+            noise[:, e] = np.sqrt(n0 / 2.0) * (rng.standard_normal(shape) + 1j * rng.standard_normal(shape))
+        gain = (np.sqrt(powers) * h)[..., None]  # (B, K, 1)
+        # the MMSE estimate of channel.mmse_equalise, written out for the extra draws axis
+        estimates = np.conj(gain) * (gain * symbols + noise) / (np.abs(gain) ** 2 + n0)
+        snr = np.broadcast_to(channel.receive_snr(powers, h, n0), (draws, *powers.shape))
+        end = decode_episodes(
+            self.receiver, self.config, np.tile(rows, draws), estimates.reshape(-1, *symbols.shape[1:]),
+            snr.reshape(-1, powers.shape[1]),
+        )  # fmt: skip
+        return end.reward.reshape(draws, len(envs)).mean(axis=0)
+
     def reset_info(self, envs: np.ndarray) -> dict[str, np.ndarray]:
         return {"prompt": np.array([self.receiver.prompts[r] for r in self.rows[envs]], dtype=object)}
 
