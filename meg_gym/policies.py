@@ -34,6 +34,8 @@ MEG-MultiCell-v0 (:data:`MULTI_CELL_POLICIES`), every agent on its own observati
 - ``sinr-threshold``: an SINR estimate from the current own gain and the last interference,
   ``own_snr_db - 10 log10(1 + INR)``; ``boost x`` the fair share above ``threshold_db``, ``1 / boost`` below,
   and everything left on the last block.
+- ``best-known``: a centralised non-causal search on the actual reward (:func:`multi_cell_best_known`): all
+  links' gains known in advance, one joint allocation per episode. Not a bound; the leaderboard's 1.
 
 MEG-SplitControl-v0 (:data:`SPLIT_CONTROL_POLICIES`): ``best-fixed``, ``time-sharing``, ``myopic``,
 ``lagrangian-greedy`` and the non-causal ``planner``, defined in :mod:`meg_gym.envs.split_control.references`.
@@ -61,6 +63,8 @@ __all__ = [
     "multi_cell_static",
     "multi_cell_full_power",
     "best_known",
+    "hill_climb",
+    "multi_cell_best_known",
     "capacity_water_filling",
     "capacity_water_filling_policy",
     "mmse_water_filling_policy",
@@ -205,44 +209,67 @@ def capacity_water_filling_policy(config: Any, bisection_steps: int = 100) -> Po
     )
 
 
+def hill_climb(
+    quality: Callable[[np.ndarray], np.ndarray], starts: np.ndarray, peak: float, rngs: list, iterations: int
+) -> np.ndarray:
+    """The search of the best-known references: per episode, the best of ``starts`` (S, B, L, K) powers of L
+    links over K blocks, improved by moves of energy between two blocks of one link.
+
+    ``quality(powers (B, L, K)) -> (B,)`` scores whole episodes (the same noise draws for every candidate of an
+    episode). Each iteration, episode b's Generator ``rngs[b]`` picks a link, a source and a target block and a
+    share (10% to 100%) of the source's power to move (within peak power); the move stays if the score improves.
+    Every link keeps its total energy, so a start within the budgets stays within them.
+    """
+    rows = np.arange(starts.shape[1])
+    num_links, num_blocks = starts.shape[2:]
+    scores = np.stack([quality(p) for p in starts])
+    best, best_score = starts[scores.argmax(0), rows].copy(), scores.max(0)
+    for _ in range(iterations):
+        draws = np.array(
+            [(r.integers(num_links), r.integers(num_blocks), r.integers(1, num_blocks), r.uniform(0.1, 1.0)) for r in rngs]
+        )  # fmt: skip
+        link, source = draws[:, 0].astype(int), draws[:, 1].astype(int)
+        target = (source + draws[:, 2].astype(int)) % num_blocks
+        amount = np.minimum(draws[:, 3] * best[rows, link, source], peak - best[rows, link, target])
+        proposal = best.copy()
+        proposal[rows, link, source] -= amount
+        proposal[rows, link, target] += amount
+        score = quality(proposal)
+        better = score > best_score
+        best[better], best_score[better] = proposal[better], score[better]
+    return best
+
+
+def _search_generators(gains: np.ndarray, seed: int) -> tuple[list[np.random.Generator], np.ndarray]:
+    """One Generator per episode seeded from ``seed`` and that episode's gains (plans do not depend on the batch),
+    and a seed per episode for its planning noise draws."""
+    rngs = [np.random.default_rng([seed, zlib.crc32(np.ascontiguousarray(g).tobytes())]) for g in gains]
+    return rngs, np.array([int(rng.integers(2**62)) for rng in rngs])
+
+
 def best_known(config: Any, draws: int = 4, iterations: int = 24, seed: int = 0) -> Policy:
     """Non-causal search on the actual reward: per episode, with every gain and the prompt known in advance.
 
-    Start from the best of static power, MMSE and capacity water-filling, then hill-climb: each iteration moves a
-    random share of one block's energy to another block (within peak power) and keeps the move if the episode's
-    expected quality improves. Quality is the real pipeline's (decode, VAE, metric) averaged over ``draws`` noise
-    draws of its own (``PowerControlVectorEnv.expected_quality``), the same draws for every candidate of an episode
-    and never the evaluation's noise, so the score it then gets in evaluation is an honest one. It is the best
-    allocation this search finds, not a bound: a longer search, or one that knew the evaluation's noise, could do
-    better. Each episode's search is seeded from ``seed`` and its gains, so plans do not depend on the batch.
+    Start from the best of static power, MMSE and capacity water-filling, then hill-climb (:func:`hill_climb`): each
+    iteration moves a random share of one block's energy to another block (within peak power) and keeps the move if
+    the episode's expected quality improves. Quality is the real pipeline's (decode, VAE, metric) averaged over
+    ``draws`` noise draws of its own (``PowerControlVectorEnv.expected_quality``), the same draws for every
+    candidate of an episode and never the evaluation's noise, so the score it then gets in evaluation is an honest
+    one. It is the best allocation this search finds, not a bound: a longer search, or one that knew the
+    evaluation's noise, could do better. Each episode's search is seeded from ``seed`` and its gains, so plans do
+    not depend on the batch.
     """
     num_blocks = config.num_blocks
 
     def planner(venv: Any, envs: np.ndarray, a: np.ndarray, total: np.ndarray, peak: float) -> np.ndarray:
-        gains = venv.episode_gains()[envs]
-        rngs = [np.random.default_rng([seed, zlib.crc32(g.tobytes())]) for g in gains]
-        noise_seeds = np.array([int(rng.integers(2**62)) for rng in rngs])
-        rows = np.arange(len(envs))
+        rngs, noise_seeds = _search_generators(venv.episode_gains()[envs], seed)
 
         def quality(powers: np.ndarray) -> np.ndarray:
-            return venv.expected_quality(powers, envs, draws, noise_seeds)
+            return venv.expected_quality(powers[:, 0], envs, draws, noise_seeds)
 
         static = np.minimum(np.repeat(total[:, None] / num_blocks, num_blocks, axis=1), peak)
         starts = np.stack([static, mmse_water_filling(a, total, peak), capacity_water_filling(a, total, peak)])
-        scores = np.stack([quality(p) for p in starts])
-        best, best_score = starts[scores.argmax(0), rows], scores.max(0)
-        for _ in range(iterations):
-            moves = np.array([(r.integers(num_blocks), r.integers(1, num_blocks), r.uniform(0.1, 1.0)) for r in rngs])
-            source = moves[:, 0].astype(int)
-            target = (source + moves[:, 1].astype(int)) % num_blocks
-            amount = np.minimum(moves[:, 2] * best[rows, source], peak - best[rows, target])
-            proposal = best.copy()
-            proposal[rows, source] -= amount
-            proposal[rows, target] += amount
-            score = quality(proposal)
-            better = score > best_score
-            best[better], best_score[better] = proposal[better], score[better]
-        return best
+        return hill_climb(quality, starts[:, :, None], peak, rngs, iterations)[:, 0]
 
     return non_causal(config, planner)
 
@@ -283,10 +310,49 @@ def sinr_threshold(config: Any, threshold_db: float = 10.0, boost: float = 2.0) 
     return policy
 
 
+def multi_cell_best_known(config: Any, draws: int = 2, iterations: int = 16, seed: int = 0) -> Policy:
+    """Centralised non-causal search on the actual reward: every link's gains (own and interfering, every block)
+    known in advance, one joint allocation per episode maximising the mean quality of all links.
+
+    Starts: static power, and each link's MMSE and capacity water-filling on its own gains with the interference
+    ignored; then :func:`hill_climb` with moves of energy between two blocks of one link, scored by the real
+    pipeline (interference, MMSE equalisation, decode, VAE, metric) averaged over ``draws`` noise draws of its own
+    (``MultiCellVectorEnv.expected_quality``), never the evaluation's. The best joint allocation this search
+    finds, not a bound.
+    """
+    num_blocks = config.num_blocks
+    plan: dict[str, np.ndarray] = {}
+
+    def policy(obs: np.ndarray, env: Any) -> np.ndarray:
+        block = int(np.rint((1.0 - obs[0, 0, mc.BLOCKS_LEFT]) * num_blocks))  # every episode is at the same block
+        if block == 0:
+            link = env.link_parameters()
+            gains = env.episode_gains()  # (M, N, N, K): [receiving UE i, transmitting ES j]
+            m, n = gains.shape[:2]
+            a = np.einsum("miik->mik", gains).reshape(m * n, num_blocks) / link["noise_power"]
+            unit_block_energy = link["symbols_per_block"] * link["symbol_duration_s"]
+            total = np.full(m * n, link["energy_budget"] / unit_block_energy * (1 - 1e-9))
+            peak = link["peak_power"]
+            static = np.minimum(np.repeat(total[:, None] / num_blocks, num_blocks, axis=1), peak)
+            starts = np.stack([static, mmse_water_filling(a, total, peak), capacity_water_filling(a, total, peak)])
+            rngs, noise_seeds = _search_generators(gains, seed)
+            envs = np.arange(m)
+
+            def quality(powers: np.ndarray) -> np.ndarray:
+                return env.expected_quality(powers, envs, draws, noise_seeds).mean(axis=1)
+
+            best = hill_climb(quality, starts.reshape(3, m, n, num_blocks), peak, rngs, iterations)
+            plan["fractions"] = best / peak
+        return plan["fractions"][:, :, min(block, num_blocks - 1)]
+
+    return policy
+
+
 MULTI_CELL_POLICIES: dict[str, Callable[[Any], Policy]] = {
     "static": lambda config: multi_cell_static,
     "full-power": lambda config: multi_cell_full_power,
     "sinr-threshold": sinr_threshold,
+    "best-known": multi_cell_best_known,
 }
 
 

@@ -86,6 +86,7 @@ ENVIRONMENTS: tuple[EnvironmentSpec, ...] = (
         card="docs/envs/multi_cell.md",
         policies="meg_gym.policies:MULTI_CELL_POLICIES",
         multi_agent=True,
+        upper_reference="best-known",
     ),
     EnvironmentSpec(
         env_id="MEG-SplitControl-v0",

@@ -200,6 +200,37 @@ class MultiCellBatch:
         }
         return rewards, info
 
+    def expected_quality(self, envs: np.ndarray, powers: np.ndarray, draws: int, seeds: Any) -> np.ndarray:
+        """Mean quality (len(envs), N) of every link of episodes ``envs`` if all blocks were sent at ``powers``
+        (len(envs), N, K) watts, over ``draws`` noise draws, episode e's from ``np.random.default_rng(seeds[e])``
+        (never the episodes' own noise): interference, MMSE equalisation, decode, VAE and metric as in the episode.
+        """
+        k, n, n0 = self.config.num_blocks, self.num_links, self.config.noise_power
+        powers = np.asarray(powers, dtype=np.float64)
+        b = len(envs)
+        symbols = self.blocks.symbols[self.rows[envs]]  # (B, N, K, S)
+        estimates = np.zeros((draws, b, n, k, symbols.shape[-1]), dtype=np.complex128)
+        sinr = np.zeros((draws, b, n, k))
+        noise = np.empty((draws, b, n, k, symbols.shape[-1]), dtype=np.complex128)
+        for e, seed in enumerate(np.broadcast_to(seeds, (b,))):
+            rng = np.random.default_rng(int(seed))
+            shape = (draws, n, k, symbols.shape[-1])
+            noise[:, e] = np.sqrt(n0 / 2.0) * (rng.standard_normal(shape) + 1j * rng.standard_normal(shape))
+        for block in range(k):
+            g = np.sqrt(powers[:, None, :, block] * self.large_scale[envs]) * self.h[envs, :, :, block]  # (B, N, N)
+            y = np.einsum("bij,bjs->bis", g, symbols[:, :, block])[None] + noise[:, :, :, block]
+            # channel.mmse_equalise_interfering, over the draws axis too
+            est, block_sinr, _ = channel.mmse_equalise_interfering(
+                y.reshape(draws * b, n, -1), np.broadcast_to(g, (draws, b, n, n)).reshape(draws * b, n, n), n0
+            )
+            estimates[:, :, :, block] = est.reshape(draws, b, n, -1)
+            sinr[:, :, :, block] = block_sinr.reshape(draws, b, n)
+        end = decode_episodes(
+            self.receiver, self.config, np.tile(self.rows[envs].reshape(-1), draws),
+            estimates.reshape(draws * b * n, k, -1), sinr.reshape(draws * b * n, k),
+        )  # fmt: skip
+        return end.reward.reshape(draws, b, n).mean(axis=0)
+
     def __getstate__(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k not in ("receiver", "blocks", "last_latents")}
 
@@ -394,6 +425,25 @@ class MultiCellVectorEnv:
     def episode_gains(self) -> np.ndarray:
         """Non-causal: every block's gain matrix (num_envs, N, N, K) including large scale, for upper references."""
         return self._batch.large_scale[..., None] * np.abs(self._batch.h) ** 2
+
+    def link_parameters(self) -> dict[str, float]:
+        """Peak power, noise power, symbols per block, symbol duration and each link's energy budget per episode."""
+        blocks = self._batch.blocks
+        return {
+            "peak_power": blocks.peak_power,
+            "noise_power": self.config.noise_power,
+            "symbols_per_block": blocks.symbols_per_block,
+            "symbol_duration_s": self.config.symbol_duration_s,
+            "energy_budget": blocks.episode_budget,
+        }
+
+    def expected_quality(self, powers: np.ndarray, envs: Any = None, draws: int = 4, seeds: Any = 0) -> np.ndarray:
+        """Non-causal planning tool: the mean quality (len(envs), N) of every link of the current episodes of
+        ``envs`` (default: all) if sent at per-block ``powers`` (len(envs), N, K) in watts, over ``draws`` noise
+        draws, episode e's from ``np.random.default_rng(seeds[e])``. It leaves the episodes' own state and random
+        streams alone and does not apply the budgets: keep ``powers`` within them."""
+        envs = np.arange(self.num_envs) if envs is None else np.asarray(envs)
+        return self._batch.expected_quality(envs, powers, draws, seeds)
 
     def close(self) -> None:
         pass
