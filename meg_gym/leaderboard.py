@@ -297,6 +297,8 @@ def normalised_score(
     its own episodes' spread as if the three were independent, which overstates the uncertainty.
     """
     rng = np.random.default_rng(seed)
+    # the baseline and the reference are fixed policies: where some of their records hold per-episode values, use those
+    baseline, reference = ([r for r in g if r.get("psnr_per_episode")] or g for g in (baseline, reference))
     groups = [runs, baseline, reference]
     point_means = [np.mean([r["psnr"] for r in g]) for g in groups]
     point = (point_means[0] - point_means[1]) / (point_means[2] - point_means[1])

@@ -157,6 +157,10 @@ class PowerControlEnv(gym.Env):
     ## Version History
 
     * v0: Initial release.
+    * v0, 2026-11-29: `scheme="raw-latent"` decodes with the linear MMSE receiver that knows the latent prior
+      (its results differ from before; the earlier receiver is `scheme="raw-latent-zero-mean"`); the splits
+      `"fit"` and `"validation"` (a partition of `"train"`, for tuning) are added. The default (`scheme="seed"`)
+      is unchanged.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 4}

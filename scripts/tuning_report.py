@@ -1,0 +1,139 @@
+"""Tuned vs untuned learners on MEG-PowerControl-v0: docs/tuning.md (+ .json) from tuning sweeps' results.jsonl.
+
+    python scripts/tuning_report.py --search runs/tune/search-ppo runs/tune/search-offpolicy \
+        --tuned runs/tune/tuned-ppo runs/tune/tuned-offpolicy
+
+The sweeps are scripts/sweep.py's (the commands are in each folder's sweep.json and in docs/sweeps.md). Per
+algorithm: the hyperparameter settings tried (the search trained on the "fit" prompts and scored on the held-out
+"validation" prompts), the one selected, and the test-prompt PSNR of the tuned runs against the untuned runs of
+the same algorithm and training steps in the leaderboard database (docs/leaderboard.json, the shipped cache,
+default settings).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import tyro
+
+from meg_gym import evaluation
+from meg_gym.cache import cache_fingerprint
+from meg_gym.sweep import baseline_args, read_rows
+
+
+@dataclass
+class Args:
+    search: list[Path] = field(
+        default_factory=lambda: [Path("runs/tune/search-ppo"), Path("runs/tune/search-offpolicy")]
+    )
+    """search sweeps' folders"""
+    tuned: list[Path] = field(default_factory=lambda: [Path("runs/tune/tuned-ppo"), Path("runs/tune/tuned-offpolicy")])
+    """sweeps of the selected settings (--hparams-from)"""
+    database: Path = Path("docs/leaderboard.json")
+    """where the untuned runs' records are"""
+    output: Path = Path("docs/tuning.md")
+
+
+def wall_hours(rows: list[dict]) -> float:
+    """The sweep's wall time: from the first trial's start to the last trial's end."""
+    ends = [dt.datetime.fromisoformat(r["finished"]).timestamp() for r in rows]
+    starts = [end - r["wall_s"] for end, r in zip(ends, rows, strict=True)]
+    return (max(ends) - min(starts)) / 3600
+
+
+def untuned_runs(database: Path, algo: str, steps: int) -> list[float]:
+    records = json.loads(database.read_text())["records"]
+    shipped = cache_fingerprint()
+    default = json.loads(json.dumps(evaluation.config_class("MEG-PowerControl-v0")().to_dict()))
+    return [
+        r["psnr"]
+        for r in records
+        if r["env_id"] == "MEG-PowerControl-v0" and r["policy"] == algo and r["training_steps"] == steps
+        and r["cache_sha256"] == shipped and {k: v for k, v in r["config"].items() if k != "split"}
+        == {k: v for k, v in default.items() if k != "split"}
+    ]  # fmt: skip
+
+
+def main(args: Args) -> dict:
+    search = [r for folder in args.search for r in read_rows(folder / "results.jsonl")]
+    tuned = [r for folder in args.tuned for r in read_rows(folder / "results.jsonl")]
+    report = {"algorithms": [], "search_hours": wall_hours(search), "tuned_hours": wall_hours(tuned),
+              "commits": sorted({r["commit"] for r in search + tuned}),
+              "cache_sha256": sorted({r["cache_sha256"] for r in search + tuned})}  # fmt: skip
+    for algo in sorted({r["algo"] for r in tuned}):
+        rows = [r for r in search if r["algo"] == algo]
+        final = [r for r in tuned if r["algo"] == algo]
+        steps = final[0]["total_timesteps"]
+        defaults = baseline_args(algo)
+        settings = []
+        for hparams in {json.dumps(r["hparams"], sort_keys=True) for r in rows}:
+            mine = [r for r in rows if json.dumps(r["hparams"], sort_keys=True) == hparams]
+            settings.append({"hparams": json.loads(hparams), "validation_psnr": float(np.mean([r["validation_psnr_mean"] for r in mine])),
+                             "seeds": len(mine), "test_psnr": float(np.mean([r["psnr_mean"] for r in mine]))})  # fmt: skip
+        settings.sort(key=lambda s: -s["validation_psnr"])
+        chosen = final[0]["hparams"]
+        untuned = untuned_runs(args.database, algo, steps)
+        tuned_psnr = [r["psnr_mean"] for r in final]
+        diff = float(np.mean(tuned_psnr) - np.mean(untuned)) if untuned else None
+        se = (
+            np.sqrt(np.var(tuned_psnr, ddof=1) / len(tuned_psnr) + np.var(untuned, ddof=1) / len(untuned))
+            if len(untuned) > 1
+            else None
+        )
+        report["algorithms"].append({
+            "algo": algo, "steps_per_trial": steps, "search_trials": len(rows), "settings": settings,
+            "selected": chosen, "defaults": {k: defaults[k] for k in chosen},
+            "tuned_test_psnr": tuned_psnr, "untuned_test_psnr": untuned,
+            "tuned_minus_untuned": diff, "ci": [diff - 1.96 * se, diff + 1.96 * se] if se is not None else None,
+            "search_env_steps": sum(r["total_timesteps"] for r in rows),
+        })  # fmt: skip
+    args.output.with_suffix(".json").write_text(json.dumps(report, indent=1))
+    lines = [
+        "# Tuned learners on MEG-PowerControl-v0",
+        "",
+        "Made by `python scripts/tuning_report.py` from the tuning sweeps of `scripts/sweep.py` (commands below) at "
+        f"commit(s) {', '.join(c[:12] for c in report['commits'])}, latent cache "
+        f"{', '.join(c[:12] for c in report['cache_sha256'])}, on this project's 2-core CPU machine (2026-11-29). "
+        "Data: [tuning.json](tuning.json).",
+        "",
+        "Protocol: every algorithm gets the same budget of search trials, each one training run of the baseline's "
+        "step count on the *fit* prompts (seven eighths of train), scored on the held-out *validation* prompts "
+        "(the other eighth of train; 512 episodes). The first setting is the baseline's defaults, the others are "
+        "drawn at random from `meg_gym.sweep.SEARCH_SPACES`. The setting with the best validation PSNR is then "
+        "trained on all train prompts with 3 seeds and evaluated on the test prompts (1,024 episodes, the "
+        "leaderboard's protocol). Test prompts decide nothing. *Untuned* are the leaderboard's runs of the "
+        "defaults with the same steps (3 seeds, same cache and test episodes). Interval: normal, over the seeds' "
+        "means (tuned and untuned independent).",
+        "",
+        f"Wall time on 2 cores (2 trials at a time, 1 thread each): search {report['search_hours']:.2f} h, tuned "
+        f"runs {report['tuned_hours']:.2f} h.",
+        "",
+        "| learner | steps per run | search trials | selected hyperparameters (defaults) | test PSNR untuned, 3 seeds | test PSNR tuned, 3 seeds | tuned - untuned [95% CI] |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for a in report["algorithms"]:
+        chosen = ", ".join(f"{k} {v} ({a['defaults'][k]})" for k, v in sorted(a["selected"].items())) or "the defaults"
+        spread = lambda v: f"{np.mean(v):.2f} ({min(v):.2f}..{max(v):.2f})" if v else "-"  # noqa: E731
+        diff = f"{a['tuned_minus_untuned']:+.2f}" if a["tuned_minus_untuned"] is not None else "-"
+        if a["ci"]:
+            diff += f" [{a['ci'][0]:+.2f}, {a['ci'][1]:+.2f}]"
+        lines.append(f"| {a['algo']} | {a['steps_per_trial'] // 1000}k | {a['search_trials']} | {chosen} | "
+                     f"{spread(a['untuned_test_psnr'])} | {spread(a['tuned_test_psnr'])} | {diff} |")  # fmt: skip
+    lines += ["", "## The search, per learner (validation PSNR, best first)", ""]
+    for a in report["algorithms"]:
+        lines += [f"**{a['algo']}** ({a['search_trials']} trials of {a['steps_per_trial'] // 1000}k steps):", ""]
+        for s in a["settings"]:
+            text = ", ".join(f"{k} {v}" for k, v in sorted(s["hparams"].items())) or "defaults"
+            lines.append(f"- {s['validation_psnr']:.3f} dB: {text}")
+        lines.append("")
+    args.output.write_text("\n".join(lines))
+    print("\n".join(lines))
+    return report
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))
