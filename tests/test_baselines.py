@@ -77,47 +77,30 @@ def test_validate_eval_rejects_broken_files():
         evaluation.validate_eval(bad)
 
 
-def test_mmse_water_filling_is_optimal_for_its_model():
+@pytest.mark.parametrize("kind", ["mmse", "capacity"])
+def test_water_filling_is_optimal_for_its_model(kind):
     from scipy.optimize import minimize
 
-    from meg_gym.policies import mmse_water_filling
+    from meg_gym.policies import capacity_water_filling, mmse_water_filling
 
+    solve, objective = {
+        "mmse": (mmse_water_filling, lambda x, a: np.sum(1 / (1 + a * x))),  # the symbols' MSE
+        "capacity": (capacity_water_filling, lambda x, a: -np.sum(np.log1p(a * x))),  # minus the capacity
+    }[kind]
     rng = np.random.default_rng(0)
     a = rng.exponential(10.0, (20, 8))
     total, peak = np.full(20, 20.0), 5.0
-    p = mmse_water_filling(a, total, peak)
+    p = solve(a, total, peak)
     assert np.all(p >= 0) and np.all(p <= peak + 1e-12)
     np.testing.assert_allclose(p.sum(1), total, rtol=1e-9)
     for i in range(5):
-        objective = lambda x, ai=a[i]: np.sum(1 / (1 + ai * x))  # noqa: E731
         res = minimize(
-            objective, np.full(8, 2.5), bounds=[(0, peak)] * 8,
+            objective, np.full(8, 2.5), args=(a[i],), bounds=[(0, peak)] * 8,
             constraints=[{"type": "ineq", "fun": lambda x, t=total[i]: t - x.sum()}], method="SLSQP",
         )  # fmt: skip
-        assert objective(p[i]) <= res.fun + 1e-6
+        assert objective(p[i], a[i]) <= res.fun + 1e-6
     # a budget that covers every block at peak gives every block the peak
-    assert np.all(mmse_water_filling(a[:2], np.full(2, 100.0), peak) == peak)
-
-
-def test_capacity_water_filling_is_optimal_for_its_model():
-    from scipy.optimize import minimize
-
-    from meg_gym.policies import capacity_water_filling
-
-    rng = np.random.default_rng(1)
-    a = rng.exponential(10.0, (20, 8))
-    total, peak = np.full(20, 12.0), 4.0
-    p = capacity_water_filling(a, total, peak)
-    assert np.all(p >= 0) and np.all(p <= peak + 1e-12)
-    np.testing.assert_allclose(p.sum(1), total, rtol=1e-9)
-    for i in range(5):
-        objective = lambda x, ai=a[i]: -np.sum(np.log1p(ai * x))  # noqa: E731
-        res = minimize(
-            objective, np.full(8, 1.5), bounds=[(0, peak)] * 8,
-            constraints=[{"type": "ineq", "fun": lambda x, t=total[i]: t - x.sum()}], method="SLSQP",
-        )  # fmt: skip
-        assert objective(p[i]) <= res.fun + 1e-6
-    assert np.all(capacity_water_filling(a[:2], np.full(2, 100.0), peak) == peak)
+    assert np.all(solve(a[:2], np.full(2, 100.0), peak) == peak)
 
 
 def test_expected_quality_is_the_real_pipeline_and_leaves_the_episodes_alone():

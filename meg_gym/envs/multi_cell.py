@@ -428,14 +428,7 @@ class MultiCellVectorEnv:
 
     def link_parameters(self) -> dict[str, float]:
         """Peak power, noise power, symbols per block, symbol duration and each link's energy budget per episode."""
-        blocks = self._batch.blocks
-        return {
-            "peak_power": blocks.peak_power,
-            "noise_power": self.config.noise_power,
-            "symbols_per_block": blocks.symbols_per_block,
-            "symbol_duration_s": self.config.symbol_duration_s,
-            "energy_budget": blocks.episode_budget,
-        }
+        return self._batch.blocks.link_parameters(self.config.noise_power)
 
     def expected_quality(self, powers: np.ndarray, envs: Any = None, draws: int = 4, seeds: Any = 0) -> np.ndarray:
         """Non-causal planning tool: the mean quality (len(envs), N) of every link of the current episodes of

@@ -314,14 +314,7 @@ class PowerControlVectorEnv(VectorEnv):
 
     def link_parameters(self) -> dict[str, float]:
         """Peak power, noise power, symbols per block, symbol duration and the energy budget per episode."""
-        blocks = self._link.blocks
-        return {
-            "peak_power": blocks.peak_power,
-            "noise_power": self.config.noise_power,
-            "symbols_per_block": blocks.symbols_per_block,
-            "symbol_duration_s": self.config.symbol_duration_s,
-            "energy_budget": blocks.episode_budget,
-        }
+        return self._link.blocks.link_parameters(self.config.noise_power)
 
     def render(self):
         if self.render_mode != "rgb_array":

@@ -49,6 +49,17 @@ class SeedBlocks:
         self.peak_block_energy = float(block_energy(self.peak_power, self.symbols_per_block, config.symbol_duration_s))
         self.episode_budget = config.budget_fraction * k * self.peak_block_energy
 
+    def link_parameters(self, noise_power: float) -> dict[str, float]:
+        """Peak power, noise power, symbols per block, symbol duration and the energy budget per episode (per
+        transmitter): what the non-causal references plan with."""
+        return {
+            "peak_power": self.peak_power,
+            "noise_power": noise_power,
+            "symbols_per_block": self.symbols_per_block,
+            "symbol_duration_s": self.symbol_duration_s,
+            "energy_budget": self.episode_budget,
+        }
+
     def new_budget(self, accounts: int) -> EnergyBudget:
         """A full episode budget for each of ``accounts`` transmitters."""
         return EnergyBudget(self.episode_budget, self.symbols_per_block, self.symbol_duration_s, num_envs=accounts)
