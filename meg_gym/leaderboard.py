@@ -65,6 +65,11 @@ class Args:
     """seed of the bootstrap"""
 
 
+# settings that do not change any result (which extra metrics go into info), left out of a record's configuration
+# so that records made with and without them share a table
+NEUTRAL_SETTINGS = ("info_metrics",)
+
+
 def full_config(data: dict[str, Any]) -> dict[str, Any]:
     """Every environment setting of an eval.json: its env_config, or its env_kwargs over today's defaults."""
     if data.get("env_config"):
@@ -72,7 +77,7 @@ def full_config(data: dict[str, Any]) -> dict[str, Any]:
     else:
         config = {**evaluation.config_class(data["env_id"])().to_dict(), **data["env_kwargs"]}
     config["split"] = "test"
-    return config
+    return {k: v for k, v in config.items() if k not in NEUTRAL_SETTINGS}
 
 
 def config_label(config: dict[str, Any], env_id: str = "MEG-PowerControl-v0") -> str:
@@ -183,7 +188,8 @@ def record_key(r: dict[str, Any]) -> tuple:
 
 
 def merge(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    old = [{**r, "cache_sha256": cache_of(r.get("cache_sha256"), r["config"]), "policy": RENAMED.get(r["policy"], r["policy"])}
+    old = [{**r, "cache_sha256": cache_of(r.get("cache_sha256"), r["config"]), "policy": RENAMED.get(r["policy"], r["policy"]),
+            "config": {k: v for k, v in r["config"].items() if k not in NEUTRAL_SETTINGS}}
            for r in old]  # fmt: skip
     records = {record_key(r): r for r in old}
     records.update({record_key(r): r for r in new})
@@ -297,8 +303,11 @@ def normalised_score(
     its own episodes' spread as if the three were independent, which overstates the uncertainty.
     """
     rng = np.random.default_rng(seed)
-    # the baseline and the reference are fixed policies: where some of their records hold per-episode values, use those
-    baseline, reference = ([r for r in g if r.get("psnr_per_episode")] or g for g in (baseline, reference))
+    # a fixed policy's records are repeats of one deterministic run: where some hold per-episode values, use those
+    runs, baseline, reference = (
+        ([r for r in g if r.get("psnr_per_episode")] or g) if all(not r["training_steps"] for r in g) else g
+        for g in (runs, baseline, reference)
+    )
     groups = [runs, baseline, reference]
     point_means = [np.mean([r["psnr"] for r in g]) for g in groups]
     point = (point_means[0] - point_means[1]) / (point_means[2] - point_means[1])
@@ -368,7 +377,7 @@ def performance_profile(tables: list[dict[str, Any]], path: Path) -> list[str]:
     taus = np.linspace(max(min(low, 0.0) - 0.05, -2.0), 1.05, 241)  # below -2 every policy is far worse than static
     profiles, intervals = rly.create_performance_profile(scores, taus)
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    colors = dict(zip(scores, plt.cm.tab10.colors, strict=False))
+    colors = {name: plt.cm.tab20(i % 20) for i, name in enumerate(scores)}
     plot_utils.plot_performance_profiles(
         profiles, taus, performance_profile_cis=intervals, colors=colors,
         xlabel=r"normalised score $\tau$ (0 = static power, 1 = best-known)", ax=ax,
