@@ -400,7 +400,9 @@ class SplitControlEnv(gym.Env):
     the agent chooses:
 
     - the **split step** s: the ES runs the first s steps and sends its latent; the UE runs the other T - s;
-    - the **scheme**: the learned seed codec at 1/16, 1/8, 1/4 or 1/2 of the latent's symbols, or the raw latent;
+    - the **scheme**: the learned seed codec at 1/16, 1/8, 1/4 or 1/2 of the latent's symbols, or the raw latent
+      (equalised as if zero-mean, the receiver its quality table was measured with: MEG-PowerControl-v0's
+      `raw-latent-zero-mean`, not its LMMSE `raw-latent`);
     - the **transmit energy**, as a multiple of the fair share (ES energy left / requests left).
 
     The payload crosses `num_blocks` fading blocks (Rayleigh by default; every fading model of
