@@ -23,7 +23,8 @@ POWER_CONTROL_CASES = (
     ("rayleigh", {}, 64, 2),
     ("rician", {"fading": "rician", "rician_k": 5.0}, 64, 1),
     ("gauss-markov-csi-ssim", {"fading": "gauss-markov", "csi_error_var": 0.1, "reward": "ssim"}, 16, 1),
-    ("raw-latent-awgn-ue-steps", {"scheme": "raw-latent", "fading": "awgn", "ue_steps": 5}, 8, 1),
+    # recorded before the raw latent got its LMMSE receiver (2026-11-29): the receiver of then is raw-latent-zero-mean
+    ("raw-latent-awgn-ue-steps", {"scheme": "raw-latent-zero-mean", "fading": "awgn", "ue_steps": 5}, 8, 1),
     ("latent-mse-1-16", {"reward": "latent-mse", "compression_ratio": 1 / 16, "num_blocks": 4}, 16, 1),
 )
 MULTI_CELL_CASES = (
