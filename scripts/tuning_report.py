@@ -22,7 +22,7 @@ import tyro
 
 from meg_gym.cache import cache_fingerprint
 from meg_gym.leaderboard import config_label
-from meg_gym.sweep import baseline_args, read_rows
+from meg_gym.sweep import baseline_args, draw_search, read_rows
 
 
 @dataclass
@@ -36,6 +36,9 @@ class Args:
     database: Path = Path("docs/leaderboard.json")
     """where the untuned runs' records are"""
     output: Path = Path("docs/tuning.md")
+    budget: int = 4
+    """the trial budget per algorithm: an algorithm searched with more settings is checked to select the same one
+    among its first ``budget`` settings (in the order they were drawn)"""
 
 
 def wall_hours(rows: list[dict]) -> float:
@@ -72,6 +75,10 @@ def main(args: Args) -> dict:
             mine = [r for r in rows if json.dumps(r["hparams"], sort_keys=True) == hparams]
             settings.append({"hparams": json.loads(hparams), "validation_psnr": float(np.mean([r["validation_psnr_mean"] for r in mine])),
                              "seeds": len(mine), "test_psnr": float(np.mean([r["psnr_mean"] for r in mine]))})  # fmt: skip
+        order = [json.dumps(h, sort_keys=True) for h in draw_search(algo, len(settings), 0)]
+        for s in settings:
+            s["drawn"] = order.index(json.dumps(s["hparams"], sort_keys=True)) + 1
+        within = max((s for s in settings if s["drawn"] <= args.budget), key=lambda s: s["validation_psnr"])
         settings.sort(key=lambda s: -s["validation_psnr"])
         chosen = final[0]["hparams"]
         untuned = untuned_runs(args.database, algo, steps)
@@ -88,6 +95,7 @@ def main(args: Args) -> dict:
             "tuned_test_psnr": tuned_psnr, "untuned_test_psnr": untuned,
             "tuned_minus_untuned": diff, "ci": [diff - 1.96 * se, diff + 1.96 * se] if se is not None else None,
             "search_env_steps": sum(r["total_timesteps"] for r in rows),
+            "same_selection_within_budget": within["hparams"] == chosen,
         })  # fmt: skip
     args.output.with_suffix(".json").write_text(json.dumps(report, indent=1))
     lines = [
@@ -107,8 +115,20 @@ def main(args: Args) -> dict:
         "defaults with the same steps (3 seeds, same cache and test episodes). Interval: normal, over the seeds' "
         "means (tuned and untuned independent).",
         "",
-        f"Wall time on 2 cores (2 trials at a time, 1 thread each): search {report['search_hours']:.2f} h, tuned "
-        f"runs {report['tuned_hours']:.2f} h.",
+        f"Wall time on 2 cores (2 trials at a time, 1 thread each, sharing the machine with other jobs for much of "
+        f"it): search {report['search_hours']:.2f} h, tuned runs {report['tuned_hours']:.2f} h.",
+        "",
+        f"Budget: {args.budget} search trials per learner. "
+        + " ".join(
+            f"{a['algo']} ran {a['search_trials']}; its first {args.budget} "
+            + (
+                "select the same setting, so its selection had the same budget."
+                if a["same_selection_within_budget"]
+                else "would select another setting: its selection had a larger budget than the others'."
+            )
+            for a in report["algorithms"]
+            if a["search_trials"] > args.budget
+        ),
         "",
         "| learner | steps per run | search trials | selected hyperparameters (defaults) | test PSNR untuned, 3 seeds | test PSNR tuned, 3 seeds | tuned - untuned [95% CI] |",
         "|---|---|---|---|---|---|---|",
@@ -121,12 +141,16 @@ def main(args: Args) -> dict:
             diff += f" [{a['ci'][0]:+.2f}, {a['ci'][1]:+.2f}]"
         lines.append(f"| {a['algo']} | {a['steps_per_trial'] // 1000}k | {a['search_trials']} | {chosen} | "
                      f"{spread(a['untuned_test_psnr'])} | {spread(a['tuned_test_psnr'])} | {diff} |")  # fmt: skip
+    lines += ["", "## Commands (each folder's sweep.json)", ""]
+    for folder in [*args.search, *args.tuned]:
+        meta = json.loads((folder / "sweep.json").read_text())
+        lines.append(f"- `{folder}`: `python {' '.join(meta['command'])}`")
     lines += ["", "## The search, per learner (validation PSNR, best first)", ""]
     for a in report["algorithms"]:
         lines += [f"**{a['algo']}** ({a['search_trials']} trials of {a['steps_per_trial'] // 1000}k steps):", ""]
         for s in a["settings"]:
             text = ", ".join(f"{k} {v}" for k, v in sorted(s["hparams"].items())) or "defaults"
-            lines.append(f"- {s['validation_psnr']:.3f} dB: {text}")
+            lines.append(f"- {s['validation_psnr']:.3f} dB (setting {s['drawn']}): {text}")
         lines.append("")
     args.output.write_text("\n".join(lines))
     print("\n".join(lines))
