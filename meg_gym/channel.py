@@ -377,6 +377,17 @@ def transmit_each(
     return g * s + np.sqrt(noise_power / 2.0) * unit_noise_each(rngs, s.shape[1:])
 
 
+def noise_draws(seeds: Any, draws: int, shape: tuple[int, ...], noise_power: float) -> np.ndarray:
+    """CN(0, N0) noise of shape ``(draws, len(seeds), *shape)``; row e's draws come from ``default_rng(seeds[e])``
+    alone, so a planner's candidates scored under one seed meet the same noise whatever the batch."""
+    seeds = np.atleast_1d(seeds)
+    out = np.empty((draws, len(seeds), *shape), dtype=np.complex128)
+    for e, seed in enumerate(seeds):
+        rng = np.random.default_rng(int(seed))
+        out[:, e] = _complex_normal(rng, (draws, *shape), noise_power)
+    return out
+
+
 def transmit_interfering(symbols: Any, g: Any, noise_power: float, rngs: Sequence[np.random.Generator]) -> np.ndarray:
     """Links that share a band: UE ``i`` receives ``y_i = sum_j g_ij s_j + n_i``, n ~ CN(0, N0).
 

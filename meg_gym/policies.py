@@ -240,6 +240,12 @@ def hill_climb(
     return best
 
 
+def _search_starts(a: np.ndarray, total: np.ndarray, peak: float) -> np.ndarray:
+    """(3, N, K) starting allocations of the best-known searches: static power, MMSE and capacity water-filling."""
+    static = np.minimum(np.repeat(total[:, None] / a.shape[1], a.shape[1], axis=1), peak)
+    return np.stack([static, mmse_water_filling(a, total, peak), capacity_water_filling(a, total, peak)])
+
+
 def _search_generators(gains: np.ndarray, seed: int) -> tuple[list[np.random.Generator], np.ndarray]:
     """One Generator per episode seeded from ``seed`` and that episode's gains (plans do not depend on the batch),
     and a seed per episode for its planning noise draws."""
@@ -259,7 +265,6 @@ def best_known(config: Any, draws: int = 4, iterations: int = 24, seed: int = 0)
     evaluation's noise, could do better. Each episode's search is seeded from ``seed`` and its gains, so plans do
     not depend on the batch.
     """
-    num_blocks = config.num_blocks
 
     def planner(venv: Any, envs: np.ndarray, a: np.ndarray, total: np.ndarray, peak: float) -> np.ndarray:
         rngs, noise_seeds = _search_generators(venv.episode_gains()[envs], seed)
@@ -267,8 +272,7 @@ def best_known(config: Any, draws: int = 4, iterations: int = 24, seed: int = 0)
         def quality(powers: np.ndarray) -> np.ndarray:
             return venv.expected_quality(powers[:, 0], envs, draws, noise_seeds)
 
-        static = np.minimum(np.repeat(total[:, None] / num_blocks, num_blocks, axis=1), peak)
-        starts = np.stack([static, mmse_water_filling(a, total, peak), capacity_water_filling(a, total, peak)])
+        starts = _search_starts(a, total, peak)
         return hill_climb(quality, starts[:, :, None], peak, rngs, iterations)[:, 0]
 
     return non_causal(config, planner)
@@ -333,8 +337,7 @@ def multi_cell_best_known(config: Any, draws: int = 2, iterations: int = 16, see
             unit_block_energy = link["symbols_per_block"] * link["symbol_duration_s"]
             total = np.full(m * n, link["energy_budget"] / unit_block_energy * (1 - 1e-9))
             peak = link["peak_power"]
-            static = np.minimum(np.repeat(total[:, None] / num_blocks, num_blocks, axis=1), peak)
-            starts = np.stack([static, mmse_water_filling(a, total, peak), capacity_water_filling(a, total, peak)])
+            starts = _search_starts(a, total, peak)
             rngs, noise_seeds = _search_generators(gains, seed)
             envs = np.arange(m)
 

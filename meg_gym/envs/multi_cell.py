@@ -211,11 +211,7 @@ class MultiCellBatch:
         symbols = self.blocks.symbols[self.rows[envs]]  # (B, N, K, S)
         estimates = np.zeros((draws, b, n, k, symbols.shape[-1]), dtype=np.complex128)
         sinr = np.zeros((draws, b, n, k))
-        noise = np.empty((draws, b, n, k, symbols.shape[-1]), dtype=np.complex128)
-        for e, seed in enumerate(np.broadcast_to(seeds, (b,))):
-            rng = np.random.default_rng(int(seed))
-            shape = (draws, n, k, symbols.shape[-1])
-            noise[:, e] = np.sqrt(n0 / 2.0) * (rng.standard_normal(shape) + 1j * rng.standard_normal(shape))
+        noise = channel.noise_draws(np.broadcast_to(seeds, (b,)), draws, symbols.shape[1:], n0)
         for block in range(k):
             g = np.sqrt(powers[:, None, :, block] * self.large_scale[envs]) * self.h[envs, :, :, block]  # (B, N, N)
             y = np.einsum("bij,bjs->bis", g, symbols[:, :, block])[None] + noise[:, :, :, block]

@@ -191,11 +191,7 @@ class BatchedLink:
         powers = np.asarray(powers, dtype=np.float64)
         rows, h, n0 = self.rows[envs], self.h[envs], self.config.noise_power
         symbols = self.blocks.symbols[rows]  # (B, K, S)
-        noise = np.empty((draws, *symbols.shape), dtype=np.complex128)
-        for e, seed in enumerate(np.broadcast_to(seeds, (len(envs),))):
-            rng = np.random.default_rng(int(seed))
-            shape = (draws, *symbols.shape[1:])
-            noise[:, e] = np.sqrt(n0 / 2.0) * (rng.standard_normal(shape) + 1j * rng.standard_normal(shape))
+        noise = channel.noise_draws(np.broadcast_to(seeds, (len(envs),)), draws, symbols.shape[1:], n0)
         gain = (np.sqrt(powers) * h)[..., None]  # (B, K, 1)
         # the MMSE estimate of channel.mmse_equalise, written out for the extra draws axis
         estimates = np.conj(gain) * (gain * symbols + noise) / (np.abs(gain) ** 2 + n0)
