@@ -1,7 +1,7 @@
 """Tuned vs untuned learners on MEG-PowerControl-v0: docs/tuning.md (+ .json) from tuning sweeps' results.jsonl.
 
-    python scripts/tuning_report.py --search runs/tune/search-ppo runs/tune/search-offpolicy \
-        --tuned runs/tune/tuned-ppo runs/tune/tuned-offpolicy
+    python scripts/tuning_report.py --search runs/tune/search-ppo runs/tune/search-offpolicy4 \
+        --tuned runs/tune/tuned-ppo runs/tune/tuned-ddpg-td3 runs/tune/tuned-sac
 
 The sweeps are scripts/sweep.py's (the commands are in each folder's sweep.json and in docs/sweeps.md). Per
 algorithm: the hyperparameter settings tried (the search trained on the "fit" prompts and scored on the held-out
@@ -28,10 +28,12 @@ from meg_gym.sweep import baseline_args, draw_search, read_rows
 @dataclass
 class Args:
     search: list[Path] = field(
-        default_factory=lambda: [Path("runs/tune/search-ppo"), Path("runs/tune/search-offpolicy")]
+        default_factory=lambda: [Path("runs/tune/search-ppo"), Path("runs/tune/search-offpolicy4")]
     )
     """search sweeps' folders"""
-    tuned: list[Path] = field(default_factory=lambda: [Path("runs/tune/tuned-ppo"), Path("runs/tune/tuned-offpolicy")])
+    tuned: list[Path] = field(
+        default_factory=lambda: [Path(f"runs/tune/tuned-{name}") for name in ("ppo", "ddpg-td3", "sac")]
+    )
     """sweeps of the selected settings (--hparams-from)"""
     database: Path = Path("docs/leaderboard.json")
     """where the untuned runs' records are"""
@@ -59,11 +61,17 @@ def untuned_runs(database: Path, algo: str, steps: int) -> list[float]:
     ]  # fmt: skip
 
 
+def short_commit(commit: str) -> str:
+    """12 hex digits, keeping the -dirty flag that sweep rows carry for uncommitted working trees"""
+    return commit[:12] + ("-dirty" if commit.endswith("-dirty") else "")
+
+
 def main(args: Args) -> dict:
     search = [r for folder in args.search for r in read_rows(folder / "results.jsonl")]
     tuned = [r for folder in args.tuned for r in read_rows(folder / "results.jsonl")]
     report = {"algorithms": [], "search_hours": wall_hours(search), "tuned_hours": wall_hours(tuned),
               "commits": sorted({r["commit"] for r in search + tuned}),
+              "dates": sorted({r["finished"][:10] for r in search + tuned}),
               "cache_sha256": sorted({r["cache_sha256"] for r in search + tuned})}  # fmt: skip
     for algo in sorted({r["algo"] for r in tuned}):
         rows = [r for r in search if r["algo"] == algo]
@@ -102,8 +110,9 @@ def main(args: Args) -> dict:
         "# Tuned learners on MEG-PowerControl-v0",
         "",
         "Made by `python scripts/tuning_report.py` from the tuning sweeps of `scripts/sweep.py` (commands below) at "
-        f"commit(s) {', '.join(c[:12] for c in report['commits'])}, latent cache "
-        f"{', '.join(c[:12] for c in report['cache_sha256'])}, on this project's 2-core CPU machine (2026-11-29). "
+        f"commit(s) {', '.join(short_commit(c) for c in report['commits'])}, latent cache "
+        f"{', '.join(c[:12] for c in report['cache_sha256'])}, on this project's 2-core CPU machine "
+        f"({', '.join(report['dates'])}; -dirty: the working tree had uncommitted changes). "
         "Data: [tuning.json](tuning.json).",
         "",
         "Protocol: every algorithm gets the same budget of search trials, each one training run of the baseline's "

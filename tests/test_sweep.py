@@ -121,6 +121,39 @@ def test_tuning_selects_on_validation_only(tmp_path):
     assert {json.dumps(t.hparams) for t in trials if t.algo == "ppo"} == {'{"learning_rate": 0.0002}'}
 
 
+def test_tuning_report_compares_the_selected_setting_with_the_untuned_runs(tmp_path):
+    from meg_gym.cache import cache_fingerprint
+
+    drawn = sweep.draw_search("td3", 5, 0)
+    validation = [18.0, 19.0, 17.5, 18.2, 19.4]  # setting 5 wins overall, setting 2 within a budget of 4
+    finished = "2026-11-29T12:00:00+00:00"
+    common = {"schema": sweep.RESULT_SCHEMA, "algo": "td3", "total_timesteps": 50000, "finished": finished, "wall_s": 600.0,
+              "commit": "0123456789abcdef0123-dirty", "cache_sha256": "c" * 64}  # fmt: skip
+    for name, rows in {
+        "search": [{**common, "hparams": h, "validation_psnr_mean": v, "psnr_mean": 0.0} for h, v in zip(drawn, validation, strict=True)],
+        "tuned": [{**common, "hparams": drawn[4], "psnr_mean": p} for p in (19.0, 19.2, 19.4)],
+    }.items():  # fmt: skip
+        (tmp_path / name).mkdir()
+        lines = [json.dumps({**r, "trial": f"{name}{i}"}) + "\n" for i, r in enumerate(rows)]
+        (tmp_path / name / "results.jsonl").write_text("".join(lines))
+        (tmp_path / name / "sweep.json").write_text(json.dumps({"command": ["scripts/sweep.py", "--out", name]}))
+    untuned = [{"env_id": "MEG-PowerControl-v0", "policy": "td3", "training_steps": 50000, "psnr": p,
+                "cache_sha256": cache_fingerprint(), "config": {}} for p in (18.0, 18.2, 18.4)]  # fmt: skip
+    (tmp_path / "leaderboard.json").write_text(json.dumps({"records": untuned}))
+    cmd = [sys.executable, str(ROOT / "scripts" / "tuning_report.py"), "--search", "search", "--tuned", "tuned",
+           "--database", "leaderboard.json", "--output", "tuning.md"]  # fmt: skip
+    done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    report = json.loads((tmp_path / "tuning.json").read_text())
+    (algo,) = report["algorithms"]
+    assert algo["selected"] == drawn[4] and algo["search_trials"] == 5
+    assert np.isclose(algo["tuned_minus_untuned"], 1.0) and algo["ci"][0] < 1.0 < algo["ci"][1]
+    assert algo["same_selection_within_budget"] is False
+    text = (tmp_path / "tuning.md").read_text()
+    assert "would select another setting" in text and "0123456789ab-dirty" in text and "2026-11-29" in text
+    assert "- 19.400 dB (setting 5)" in text.split("**td3**")[1].splitlines()[2]
+
+
 def test_a_learner_refuses_to_score_validation_prompts_it_trained_on(tmp_path):
     cmd = [sys.executable, str(ROOT / "baselines" / "ppo_continuous_action.py"), "--validation-episodes", "8"]
     done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
