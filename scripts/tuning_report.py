@@ -44,10 +44,15 @@ class Args:
 
 
 def wall_hours(rows: list[dict]) -> float:
-    """The sweep's wall time: from the first trial's start to the last trial's end."""
+    """The wall time the trials kept the machine busy: the union of their [start, end] intervals, so that the
+    idle time between sweeps started on different days does not count."""
     ends = [dt.datetime.fromisoformat(r["finished"]).timestamp() for r in rows]
-    starts = [end - r["wall_s"] for end, r in zip(ends, rows, strict=True)]
-    return (max(ends) - min(starts)) / 3600
+    intervals = sorted((end - r["wall_s"], end) for end, r in zip(ends, rows, strict=True))
+    busy, covered_until = 0.0, -np.inf
+    for start, end in intervals:
+        busy += max(0.0, end - max(start, covered_until))
+        covered_until = max(covered_until, end)
+    return busy / 3600
 
 
 def untuned_runs(database: Path, algo: str, steps: int) -> list[float]:
@@ -103,6 +108,7 @@ def main(args: Args) -> dict:
             "tuned_test_psnr": tuned_psnr, "untuned_test_psnr": untuned,
             "tuned_minus_untuned": diff, "ci": [diff - 1.96 * se, diff + 1.96 * se] if se is not None else None,
             "search_env_steps": sum(r["total_timesteps"] for r in rows),
+            "search_trial_hours": sum(r["wall_s"] for r in rows) / 3600,
             "same_selection_within_budget": within["hparams"] == chosen,
         })  # fmt: skip
     args.output.with_suffix(".json").write_text(json.dumps(report, indent=1))
@@ -124,8 +130,9 @@ def main(args: Args) -> dict:
         "defaults with the same steps (3 seeds, same cache and test episodes). Interval: normal, over the seeds' "
         "means (tuned and untuned independent).",
         "",
-        f"Wall time on 2 cores (2 trials at a time, 1 thread each, sharing the machine with other jobs for much of "
-        f"it): search {report['search_hours']:.2f} h, tuned runs {report['tuned_hours']:.2f} h.",
+        f"Wall time on 2 cores (the time trials were running; 2 trials at a time, 1 thread each, sharing the machine "
+        f"with other jobs for part of it): search {report['search_hours']:.2f} h, tuned runs "
+        f"{report['tuned_hours']:.2f} h.",
         "",
         f"Budget: {args.budget} search trials per learner. "
         + " ".join(
@@ -156,7 +163,8 @@ def main(args: Args) -> dict:
         lines.append(f"- `{folder}`: `python {' '.join(meta['command'])}`")
     lines += ["", "## The search, per learner (validation PSNR, best first)", ""]
     for a in report["algorithms"]:
-        lines += [f"**{a['algo']}** ({a['search_trials']} trials of {a['steps_per_trial'] // 1000}k steps):", ""]
+        lines += [f"**{a['algo']}** ({a['search_trials']} trials of {a['steps_per_trial'] // 1000}k steps, "
+                  f"{a['search_trial_hours']:.1f} trial-hours):", ""]  # fmt: skip
         for s in a["settings"]:
             text = ", ".join(f"{k} {v}" for k, v in sorted(s["hparams"].items())) or "defaults"
             lines.append(f"- {s['validation_psnr']:.3f} dB (setting {s['drawn']}): {text}")

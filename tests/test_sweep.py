@@ -130,7 +130,9 @@ def test_tuning_report_compares_the_selected_setting_with_the_untuned_runs(tmp_p
     common = {"schema": sweep.RESULT_SCHEMA, "algo": "td3", "total_timesteps": 50000, "finished": finished, "wall_s": 600.0,
               "commit": "0123456789abcdef0123-dirty", "cache_sha256": "c" * 64}  # fmt: skip
     for name, rows in {
-        "search": [{**common, "hparams": h, "validation_psnr_mean": v, "psnr_mean": 0.0} for h, v in zip(drawn, validation, strict=True)],
+        # two sessions a day apart: only the time trials ran counts (600 s each, in parallel within a session)
+        "search": [{**common, "hparams": h, "validation_psnr_mean": v, "psnr_mean": 0.0, "finished": f"2026-11-2{8 + (i > 1)}T12:00:00+00:00"}
+                   for i, (h, v) in enumerate(zip(drawn, validation, strict=True))],
         "tuned": [{**common, "hparams": drawn[4], "psnr_mean": p} for p in (19.0, 19.2, 19.4)],
     }.items():  # fmt: skip
         (tmp_path / name).mkdir()
@@ -149,8 +151,9 @@ def test_tuning_report_compares_the_selected_setting_with_the_untuned_runs(tmp_p
     assert algo["selected"] == drawn[4] and algo["search_trials"] == 5
     assert np.isclose(algo["tuned_minus_untuned"], 1.0) and algo["ci"][0] < 1.0 < algo["ci"][1]
     assert algo["same_selection_within_budget"] is False
+    assert np.isclose(report["search_hours"], 1200 / 3600) and np.isclose(report["tuned_hours"], 600 / 3600)
     text = (tmp_path / "tuning.md").read_text()
-    assert "would select another setting" in text and "0123456789ab-dirty" in text and "2026-11-29" in text
+    assert "would select another setting" in text and "0123456789ab-dirty" in text and "2026-11-28, 2026-11-29" in text
     assert "- 19.400 dB (setting 5)" in text.split("**td3**")[1].splitlines()[2]
 
 
