@@ -313,7 +313,7 @@ _MANAGED = {"seed", "total_timesteps", "run_name", "env", "env_id", "track", "cu
             "validation_episodes", "eval_episodes", "save_model", "resume", "capture_video"}  # fmt: skip
 
 
-def _flags(prefix: str, values: dict[str, Any]) -> list[str]:
+def cli_flags(prefix: str, values: dict[str, Any]) -> list[str]:
     """tyro command-line flags for a dict of settings (booleans as --x / --no-x, sequences as several values)."""
     out = []
     for name, value in values.items():
@@ -336,7 +336,7 @@ def command(trial: Trial, track: bool, cuda: bool) -> list[str]:
     cmd += ["--total-timesteps", str(trial.total_timesteps), "--eval-episodes", str(trial.eval_episodes)]
     if trial.stage == "search":
         cmd += ["--train-split", trial.train_split, "--validation-episodes", str(trial.validation_episodes)]
-    cmd += _flags("env.", trial.env_config) + _flags("", trial.hparams)
+    cmd += cli_flags("env.", trial.env_config) + cli_flags("", trial.hparams)
     return cmd + (["--track"] if track else []) + (["--cuda"] if cuda else [])
 
 

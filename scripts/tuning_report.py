@@ -22,7 +22,7 @@ import tyro
 
 from meg_gym.cache import cache_fingerprint
 from meg_gym.leaderboard import config_label
-from meg_gym.sweep import baseline_args, draw_search, read_rows
+from meg_gym.sweep import ALGORITHMS, baseline_args, cli_flags, draw_search, read_rows
 
 
 @dataclass
@@ -157,6 +157,11 @@ def main(args: Args) -> dict:
             diff += f" [{a['ci'][0]:+.2f}, {a['ci'][1]:+.2f}]"
         lines.append(f"| {a['algo']} | {a['steps_per_trial'] // 1000}k | {a['search_trials']} | {chosen} | "
                      f"{spread(a['untuned_test_psnr'])} | {spread(a['tuned_test_psnr'])} | {diff} |")  # fmt: skip
+    lines += ["", "## Train a tuned learner", ""]
+    for a in report["algorithms"]:
+        flags = " ".join(cli_flags("", a["selected"]))
+        lines.append(f"- {a['algo']}: `python baselines/{ALGORITHMS[a['algo']][0]} --total-timesteps "
+                     f"{a['steps_per_trial']} {flags}`")  # fmt: skip
     lines += ["", "## Commands (each folder's sweep.json)", ""]
     for folder in [*args.search, *args.tuned]:
         meta = json.loads((folder / "sweep.json").read_text())

@@ -154,6 +154,8 @@ def test_tuning_report_compares_the_selected_setting_with_the_untuned_runs(tmp_p
     assert np.isclose(report["search_hours"], 1200 / 3600) and np.isclose(report["tuned_hours"], 600 / 3600)
     text = (tmp_path / "tuning.md").read_text()
     assert "would select another setting" in text and "0123456789ab-dirty" in text and "2026-11-28, 2026-11-29" in text
+    flags = " ".join(sweep.cli_flags("", drawn[4]))
+    assert f"- td3: `python baselines/td3_continuous_action.py --total-timesteps 50000 {flags}`" in text
     assert "- 19.400 dB (setting 5)" in text.split("**td3**")[1].splitlines()[2]
 
 
