@@ -57,12 +57,12 @@ def main(args: Args) -> None:
         ),
         "static power": run("static_power.py", f"MEG-PowerControl-v0__static__{stamp}", evals),
         **{
-            f"{kind} water-filling (non-causal)": run(
+            f"{label} water-filling (non-causal)": run(
                 "non_causal.py",
                 f"MEG-PowerControl-v0__{kind}-water-filling__{stamp}",
                 ["--policy", f"{kind}-water-filling", *evals],
             )  # fmt: skip
-            for kind in ("capacity", "mmse")
+            for kind, label in (("capacity", "capacity"), ("mmse", "MMSE"))
         },
     }
     static = np.asarray(results["static power"]["psnr"]["per_episode"])
