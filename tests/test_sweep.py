@@ -222,3 +222,21 @@ def test_a_killed_driver_resumes_without_redoing_or_duplicating_trials(tmp_path)
     assert refused.returncode != 0 and "--resume" in refused.stderr
     # search rows are selection material, not results: the leaderboard skips them
     assert leaderboard.records_of(out / "results.jsonl") == []
+
+
+def test_a_tracked_sweep_logs_to_weights_and_biases_offline_without_a_network(tmp_path):
+    pytest.importorskip("ray")
+    pytest.importorskip("wandb")
+    out = tmp_path / "tracked"
+    # no key, no W&B settings, and a proxy that refuses every connection: any attempt to go online would fail
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env.update(HTTPS_PROXY="http://127.0.0.1:9", HTTP_PROXY="http://127.0.0.1:9", NO_PROXY="")
+    command = sweep_command(out, "--algo", "ppo", "--seeds", "1", "--num-cpus", "1", "--track")
+    done = subprocess.run(command, capture_output=True, text=True, timeout=480, env=env)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    (row,) = rows_of(out)
+    runs = list((out / "trials" / row["trial"] / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    (log,) = runs[0].glob("run-*.wandb")
+    assert log.stat().st_size > 0
+    assert "exitcode: 0" in (runs[0] / "logs" / "debug.log").read_text()
