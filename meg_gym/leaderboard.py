@@ -351,8 +351,9 @@ def cost_rates(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def performance_profile(tables: list[dict[str, Any]], path: Path) -> list[str]:
-    """rliable's performance profile of the normalised score per policy; returns the policies drawn."""
+def performance_profile(tables: list[dict[str, Any]], path: Path, reps: int, seed: int) -> list[str]:
+    """rliable's performance profile of the normalised score per policy, its bootstrap intervals with ``reps``
+    draws seeded by ``seed`` (as the tables' intervals); returns the policies drawn."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -375,7 +376,8 @@ def performance_profile(tables: list[dict[str, Any]], path: Path) -> list[str]:
         return []
     low = min(float(s.min()) for s in scores.values())
     taus = np.linspace(max(min(low, 0.0) - 0.05, -2.0), 1.05, 241)  # below -2 every policy is far worse than static
-    profiles, intervals = rly.create_performance_profile(scores, taus)
+    np.random.seed(seed)  # rliable's bootstrap draws from numpy's global generator
+    profiles, intervals = rly.create_performance_profile(scores, taus, reps=reps)
     fig, ax = plt.subplots(figsize=(7, 4.5))
     colors = {name: plt.cm.tab20(i % 20) for i, name in enumerate(scores)}
     plot_utils.plot_performance_profiles(
@@ -501,7 +503,7 @@ def main(args: Args) -> list[dict[str, Any]]:
     tables = build_tables(records, args.reps, args.seed)
     figure = args.output.with_name(args.output.stem + "-profile.png")
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    drawn = performance_profile(tables, figure)
+    drawn = performance_profile(tables, figure, args.reps, args.seed)
     database.write_text(json.dumps({"schema": LEADERBOARD_SCHEMA, "records": records, "tables": tables}, indent=1))
     args.output.write_text(render(tables, records, figure, drawn))
     print(f"{len(new)} results added, {len(records)} runs in {len(tables)} configuration(s) -> {args.output}")
