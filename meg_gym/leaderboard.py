@@ -70,6 +70,10 @@ class Args:
 NEUTRAL_SETTINGS = ("info_metrics",)
 
 
+def without_neutral_settings(config: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in config.items() if k not in NEUTRAL_SETTINGS}
+
+
 def full_config(data: dict[str, Any]) -> dict[str, Any]:
     """Every environment setting of an eval.json: its env_config, or its env_kwargs over today's defaults."""
     if data.get("env_config"):
@@ -77,7 +81,7 @@ def full_config(data: dict[str, Any]) -> dict[str, Any]:
     else:
         config = {**evaluation.config_class(data["env_id"])().to_dict(), **data["env_kwargs"]}
     config["split"] = "test"
-    return {k: v for k, v in config.items() if k not in NEUTRAL_SETTINGS}
+    return without_neutral_settings(config)
 
 
 def config_label(config: dict[str, Any], env_id: str = "MEG-PowerControl-v0") -> str:
@@ -189,7 +193,7 @@ def record_key(r: dict[str, Any]) -> tuple:
 
 def merge(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str, Any]]:
     old = [{**r, "cache_sha256": cache_of(r.get("cache_sha256"), r["config"]), "policy": RENAMED.get(r["policy"], r["policy"]),
-            "config": {k: v for k, v in r["config"].items() if k not in NEUTRAL_SETTINGS}}
+            "config": without_neutral_settings(r["config"])}
            for r in old]  # fmt: skip
     records = {record_key(r): r for r in old}
     records.update({record_key(r): r for r in new})
