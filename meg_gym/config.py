@@ -195,7 +195,7 @@ class SplitControlConfig(ChannelConfig):
     device: str = "cpu"
     table_dir: str | None = None
     num_requests: int = 32
-    num_blocks: int = 4
+    num_blocks: int = 1
     split_steps: tuple[int, ...] | None = None
     schemes: tuple[str, ...] = SPLIT_SCHEMES
     energy_levels: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0)

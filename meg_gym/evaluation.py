@@ -144,6 +144,8 @@ def evaluate_policy(
         "env_kwargs": {**env_kwargs, "split": split},
         "env_config": env.config.to_dict(),
         "cache_sha256": cache_fingerprint(env.config.cache_dir),
+        # table-fidelity environments: the quality table the outcomes were read from
+        **({"table_sha256": env.quality_table_sha256} if getattr(env, "quality_table_sha256", None) else {}),
         "episodes": episodes,
         "seeds": [seed + j for j in range(episodes)],
         **summary,

@@ -142,6 +142,7 @@ def record_from(data: dict[str, Any], source: str, sha256: str, policy: str | No
         "env_id": data["env_id"],
         "config": config,
         "cache_sha256": cache_of(data.get("cache_sha256"), config),
+        "table_sha256": data.get("table_sha256"),
         "policy": RENAMED.get(policy or data["policy"], policy or data["policy"]),
         "training_steps": training_steps or 0,
         "run_name": data["run_name"],
@@ -405,7 +406,14 @@ def reference_name(table: dict[str, Any]) -> str:
     return environment(table["env_id"]).upper_reference or "reference"
 
 
-def render(tables: list[dict[str, Any]], records: list[dict[str, Any]], figure: Path | None, drawn: list[str]) -> str:
+def render(
+    tables: list[dict[str, Any]],
+    records: list[dict[str, Any]],
+    figure: Path | None,
+    drawn: list[str],
+    docs: Path = Path("docs"),
+) -> str:
+    """The page; ``docs`` is the folder it is written to (the fidelity checks' pages lie beside it)."""
     from meg_gym.cache import cache_fingerprint
 
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
@@ -443,7 +451,7 @@ def render(tables: list[dict[str, Any]], records: list[dict[str, Any]], figure: 
         which = " (the shipped default)" if cache == shipped else ""
         lines += [f"## {t['env_id']}: {t['label']}, cache {cache[:12]}{which}", ""]
         if environment(t["env_id"]).constrained:
-            lines += constrained_table(t)
+            lines += constrained_table(t, docs)
             continue
         lines += [
             f"| policy | runs | PSNR IQM [95% CI] | PSNR mean [95% CI] | episode SE | SSIM | energy | "
@@ -461,7 +469,31 @@ def render(tables: list[dict[str, Any]], records: list[dict[str, Any]], figure: 
     return "\n".join(lines)
 
 
-def constrained_table(t: dict[str, Any]) -> list[str]:
+def superseded_table(r: dict[str, Any]) -> bool:
+    """A table-fidelity record of the shipped quality table that was read from another version of it."""
+    spec = environment(r["env_id"])
+    config = r["config"]
+    if not spec.fidelity_check or config.get("fidelity", "table") != "table" or config.get("table_dir"):
+        return False
+    from meg_gym.envs.split_control.quality_table import QualityTable
+
+    return r.get("table_sha256") != QualityTable.load("test").meta["sha256"]
+
+
+def live_scores(spec: Any, docs: Path) -> dict[str, list[float]]:
+    """Live mean PSNR per session of each policy on the fidelity check's sessions (its .json beside its page);
+    learner seeds ("ppo-lagrangian (2)") pooled under their policy's name. Empty without the page."""
+    path = docs / Path(spec.fidelity_check).with_suffix(".json")
+    if not path.exists():
+        return {}
+    live = json.loads(path.read_text()).get("ranking", {}).get("policies", {}).get("live", {})
+    out: dict[str, list[float]] = {}
+    for name, entry in live.items():
+        out.setdefault(name.split(" (")[0], []).append(float(entry["psnr"][0]))
+    return out
+
+
+def constrained_table(t: dict[str, Any], docs: Path = Path("docs")) -> list[str]:
     """The rows of a constrained environment: PSNR per request, each cost per session against its limit."""
     spec = environment(t["env_id"])
     limits = next((row["cost_limits"] for row in t["rows"] if row.get("cost_limits")), {})
@@ -478,16 +510,33 @@ def constrained_table(t: dict[str, Any]) -> list[str]:
             else "."
         ),
         "",
-        "| policy | runs | training steps | PSNR IQM [95% CI] | PSNR mean [95% CI] | UE energy (J) [95% CI] | deadline misses [95% CI] | within limits | score [95% CI] |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| policy | runs | training steps | PSNR IQM [95% CI] | PSNR mean [95% CI] | live PSNR | UE energy (J) [95% CI] | deadline misses [95% CI] | within limits | score [95% CI] |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
+    checked = spec.fidelity_check and t["config"].get("fidelity", "table") == "table" and t["label"] == "default"
+    live = live_scores(spec, docs) if checked else {}
+    report = docs / Path(spec.reference_report).with_suffix(".json") if spec.reference_report else None
+    if report is not None and report.exists() and t["label"] == "default":
+        bound = json.loads(report.read_text()).get("planner_bound", {}).get("bound")
+        if bound is not None:
+            lines.insert(1, "")
+            lines.insert(2, f"The `{spec.upper_reference}`'s Lagrangian dual bound on these sessions: **{bound:.2f} dB "
+                         f"per request** ([{spec.reference_report}]({spec.reference_report})); no policy that observes "
+                         "what the environment observes and meets the limits can exceed it in expectation.")  # fmt: skip
+    if live:
+        lines.insert(1, "")
+        lines.insert(2, "*live PSNR*: the same policy (for learners, the mean over its seeds) on "
+                     f"{json.loads((docs / Path(spec.fidelity_check).with_suffix('.json')).read_text())['ranking']['sessions']} "
+                     "test sessions run live, the UE's denoising and decode on every request.")  # fmt: skip
     for row in t["rows"]:
+        seen = live.get(row["policy"], [])
+        live_psnr = f"{np.mean(seen):.2f}" + (f" ({len(seen)} runs)" if len(seen) > 1 else "") if seen else "-"
         ok = all(row[k][0] <= limits.get(k, np.inf) + 1e-9 for k in evaluation.SESSION_COSTS)
         score = interval(row["score"]) if row["score"] is not None else "-"
         steps = ", ".join(f"{s // 1000}k" if s else "-" for s in row["training_steps"])
         lines.append(
             f"| {row['policy']} | {row['runs']} | {steps} | {interval(row['psnr_iqm'])} | {interval(row['psnr_mean'])} | "
-            f"{interval(row['ue_energy'], 1)} | {interval(row['deadline_miss'])} | {'yes' if ok else 'no'} | {score} |"
+            f"{live_psnr} | {interval(row['ue_energy'], 1)} | {interval(row['deadline_miss'])} | {'yes' if ok else 'no'} | {score} |"
         )
     return [*lines, ""]
 
@@ -502,6 +551,10 @@ def main(args: Args) -> list[dict[str, Any]]:
         old = stored["records"]
     new = [record for p in find_evals(args.paths) for record in records_of(p)]
     records = merge(old, new)
+    current = [r for r in records if not superseded_table(r)]
+    if len(current) < len(records):
+        print(f"dropped {len(records) - len(current)} records read from an earlier quality table (re-evaluate them)")
+    records = current
     if not records:
         raise SystemExit("no eval.json found: evaluate a policy first (scripts/evaluate.py or a baseline script)")
     tables = build_tables(records, args.reps, args.seed)
@@ -509,6 +562,6 @@ def main(args: Args) -> list[dict[str, Any]]:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     drawn = performance_profile(tables, figure, args.reps, args.seed)
     database.write_text(json.dumps({"schema": LEADERBOARD_SCHEMA, "records": records, "tables": tables}, indent=1))
-    args.output.write_text(render(tables, records, figure, drawn))
+    args.output.write_text(render(tables, records, figure, drawn, args.output.parent))
     print(f"{len(new)} results added, {len(records)} runs in {len(tables)} configuration(s) -> {args.output}")
     return tables

@@ -43,7 +43,9 @@ class EnvironmentSpec:
         constrained: A constrained MDP: every step's info has ``cost`` and ``costs``, the config ``cost_limits``;
             an episode is a session of requests with a reward each, summarised per request and per session.
         fidelity_check: The docs page (relative to docs/) that checks its fast fidelity against live runs, which
-            the leaderboard links; None if it has one fidelity.
+            the leaderboard links and whose live scores it shows beside the table's; None if it has one fidelity.
+        reference_report: The docs page (relative to docs/) of its references, whose JSON holds the upper
+            reference's bound (``planner_bound``), named beside the leaderboard's normalisation; None if none.
     """
 
     env_id: str
@@ -57,6 +59,7 @@ class EnvironmentSpec:
     baseline_policy: str = "static"
     constrained: bool = False
     fidelity_check: str | None = None
+    reference_report: str | None = None
 
     def config_type(self) -> type:
         return load(self.config_class)
@@ -99,6 +102,7 @@ ENVIRONMENTS: tuple[EnvironmentSpec, ...] = (
         baseline_policy="best-fixed",
         constrained=True,
         fidelity_check="split_table_validation.md",
+        reference_report="split_control.md",
     ),
 )
 

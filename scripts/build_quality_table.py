@@ -1,19 +1,26 @@
 """Build MEG-SplitControl-v0's quality table: live UE outcomes on an AWGN SNR grid, per prompt.
 
-    python scripts/build_quality_table.py --split test --prompts 128     # the shipped test table
-    python scripts/build_quality_table.py --split train --prompts 128    # the shipped train table
+    python scripts/build_quality_table.py --split test --prompts 128     # a whole test table
     python scripts/build_quality_table.py --split test --prompts 8 --output-dir /tmp/table   # a quick look
+    # the shipped tables: the earlier table's seed cells kept, the raw latent and the new SNR points measured
+    python scripts/build_quality_table.py --split test --extend-from <old table> --rebuild-schemes raw-latent --seed 1
 
 For the first ``--prompts`` prompts of the split, every split step of the cache, every scheme (seed 1/16, 1/8,
 1/4, 1/2, raw latent), every SNR of ``--snr-db`` and ``--draws`` noise draws, the UE decodes the received
 payload, runs its denoising steps and decodes the image (:class:`meg_gym.envs.split_control.LiveUE`); PSNR,
-SSIM, MS-SSIM and the final latent's MSE are stored. The table is written after every chunk of prompts, and
-``--resume`` continues from the prompts a table already holds, so an interrupted build loses one chunk at most.
+SSIM, MS-SSIM and the final latent's MSE are stored.
+
+``--extend-from`` keeps the cells of an existing table (same prompts, split steps and draws) at the SNR points
+both grids share, except for the schemes of ``--rebuild-schemes``, and measures only the rest; give it another
+``--seed`` than the old table's so the new cells draw fresh noise. The table is written after every chunk of
+prompts (marked incomplete until the last), and ``--resume`` measures only the cells a table in ``--output-dir``
+still lacks, so an interrupted build loses one chunk at most.
 """
 
 from __future__ import annotations
 
 import platform
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +32,13 @@ import tyro
 from meg_gym import evaluation
 from meg_gym.cache import cache_fingerprint
 from meg_gym.channel import db_to_linear
-from meg_gym.envs.split_control.live import SCHEME_NAMES, LiveUE
-from meg_gym.envs.split_control.quality_table import DEFAULT_TABLE_DIR, QualityTable, QualityTableError
+from meg_gym.envs.split_control.live import RAW_LATENT_RECEIVERS, SCHEME_NAMES, LiveUE
+from meg_gym.envs.split_control.quality_table import (
+    DEFAULT_SNR_GRID_DB,
+    DEFAULT_TABLE_DIR,
+    QualityTable,
+    QualityTableError,
+)
 from meg_gym.link.rewards import INFO_METRICS
 
 
@@ -35,8 +47,8 @@ class Args:
     split: str = "test"
     """prompt split: "train" or "test" (one table file each)"""
     prompts: int = 128
-    """the first this many prompts of the split"""
-    snr_db: tuple[float, ...] = (-10.0, -5.0, 0.0, 5.0, 10.0, 15.0, 20.0, 25.0)
+    """the first this many prompts of the split (with --extend-from: the old table's prompts)"""
+    snr_db: tuple[float, ...] = DEFAULT_SNR_GRID_DB
     """AWGN receive SNR grid (dB), increasing"""
     draws: int = 2
     """noise draws per cell"""
@@ -49,9 +61,42 @@ class Args:
     """torch threads (0: torch's default)"""
     output_dir: Path = DEFAULT_TABLE_DIR
     resume: bool = False
-    """continue a table in --output-dir that holds fewer prompts"""
+    """measure only the cells the (incomplete) table in --output-dir still lacks"""
+    extend_from: Path | None = None
+    """an existing table folder whose cells are kept (see the module docstring)"""
+    rebuild_schemes: tuple[str, ...] = ()
+    """with --extend-from: schemes measured anew at every SNR point"""
+    raw_latent_receiver: str = "lmmse"
+    """the raw latent's receiver: "lmmse" (with the latent prior) or "zero-mean" (tables before 2026-12)"""
     cache_dir: str | None = None
     metrics: tuple[str, ...] = field(default_factory=lambda: INFO_METRICS)
+
+
+def _command() -> str:
+    return "python scripts/build_quality_table.py " + " ".join(sys.argv[1:])
+
+
+def _kept_cells(old: QualityTable, grid: np.ndarray, args: Args, values: dict[str, np.ndarray]) -> list[dict]:
+    """Copy the old table's reusable cells into ``values``; the old table's build records, as parts."""
+    if old.num_draws != args.draws or old.schemes != SCHEME_NAMES:
+        raise SystemExit(f"--extend-from {args.extend_from}: its draws or schemes differ from this build's")
+    unknown = set(args.rebuild_schemes) - set(SCHEME_NAMES)
+    if unknown:
+        raise SystemExit(f"--rebuild-schemes: unknown {sorted(unknown)}; choose from {list(SCHEME_NAMES)}")
+    for g_new, snr in enumerate(grid):
+        match = np.flatnonzero(np.isclose(old.snr_db, snr))
+        if not len(match):
+            continue
+        for m, scheme in enumerate(SCHEME_NAMES):
+            if scheme in args.rebuild_schemes:
+                continue
+            for name in values:
+                values[name][:, :, m, g_new] = old.values[name][:, :, m, match[0]]
+    parts = old.meta.get("parts") or [
+        {k: old.meta.get(k) for k in ("command", "commit", "seed", "machine", "wall_s", "raw_latent_receiver")}
+    ]
+    return [{**p, "kept": f"schemes {[s for s in SCHEME_NAMES if s not in args.rebuild_schemes]} at SNR "
+             f"{[float(s) for s in grid if np.isclose(old.snr_db, s).any()]} dB"} for p in parts]  # fmt: skip
 
 
 def main(args: Args) -> QualityTable:
@@ -60,63 +105,89 @@ def main(args: Args) -> QualityTable:
     grid = np.asarray(args.snr_db, dtype=np.float64)
     if len(grid) < 2 or np.any(np.diff(grid) <= 0):
         raise SystemExit(f"--snr-db needs at least two increasing values, got {list(args.snr_db)}")
-    ue = LiveUE(args.cache_dir, args.split, args.device)
-    num = min(args.prompts, len(ue.rows))
+    if args.raw_latent_receiver not in RAW_LATENT_RECEIVERS:
+        raise SystemExit(f"--raw-latent-receiver must be one of {list(RAW_LATENT_RECEIVERS)}")
+    ue = LiveUE(args.cache_dir, args.split, args.device, raw_latent_receiver=args.raw_latent_receiver)
+    old = None
+    if args.extend_from is not None:
+        old = QualityTable.load(args.split, args.extend_from)
+        if old.split_steps != ue.split_steps or not np.array_equal(old.rows, ue.rows[: old.num_prompts]):
+            raise SystemExit(f"--extend-from {args.extend_from}: its prompts or split steps differ from the cache's")
+        num = old.num_prompts
+    else:
+        num = min(args.prompts, len(ue.rows))
     shape = (num, len(ue.split_steps), len(SCHEME_NAMES), len(grid), args.draws)
     values = {m: np.full(shape, np.nan, dtype=np.float32) for m in args.metrics}
-    done, wall_before = 0, 0.0
+    parts: list[dict] = []
+    wall_before = 0.0
     if args.resume:
         try:
-            old = QualityTable.load(args.split, args.output_dir)
+            partial = QualityTable.load(args.split, args.output_dir, partial=True)
         except QualityTableError:
-            old = None
-        if old is not None:
-            same = (old.split_steps == ue.split_steps and old.schemes == SCHEME_NAMES
-                    and np.array_equal(old.snr_db, grid) and old.num_draws == args.draws)  # fmt: skip
-            if not same or old.meta.get("seed") != args.seed:
+            partial = None
+        if partial is not None:
+            same = (partial.split_steps == ue.split_steps and partial.schemes == SCHEME_NAMES
+                    and np.array_equal(partial.snr_db, grid) and partial.num_draws == args.draws
+                    and partial.meta.get("seed") == args.seed)  # fmt: skip
+            if not same:
                 raise SystemExit(f"the table in {args.output_dir} has other axes or seed; drop --resume to rebuild it")
-            done = min(old.num_prompts, num)
+            held = min(partial.num_prompts, num)
             for m in args.metrics:
-                values[m][:done] = old.values[m][:done]
-            wall_before = float(old.meta.get("wall_s", 0.0))
-            print(f"resuming after {done} prompts", flush=True)
+                values[m][:held] = partial.values[m][:held]
+            parts = [p for p in partial.meta.get("parts", []) if "kept" in p]
+            wall_before = float(partial.meta.get("wall_s", 0.0))
+            print(f"resuming: {int(np.isnan(values['psnr']).sum())} cells to measure", flush=True)
+    elif old is not None:
+        parts = _kept_cells(old, grid, args, values)
     start = time.time()
     commit = evaluation.git_commit()  # the code that runs (read when meg_gym.evaluation was imported)
-    s_n, m_n, g_n, d_n = shape[1:]
+    probe = values[args.metrics[0]]
     table = None
-    for first in range(done, num, args.chunk):
+    for first in range(0, num, args.chunk):
         chunk = np.arange(first, min(first + args.chunk, num))
-        # every (prompt, split, scheme, snr, draw) of the chunk, prompt fastest
-        p, s, m, g, d = (a.ravel() for a in np.meshgrid(chunk, range(s_n), range(m_n), range(g_n), range(d_n),
-                                                         indexing="ij"))  # fmt: skip
+        # the cells of this chunk still to measure, prompt fastest
+        p, s, m, g, d = _missing(probe, chunk)
+        if len(p) == 0 and first + args.chunk < num:
+            continue
         generator = torch.Generator().manual_seed(args.seed * 1_000_003 + first)
-        block_snr = db_to_linear(grid[g])[:, None]
-        out = ue.run(p, np.asarray(ue.split_steps)[s], [SCHEME_NAMES[i] for i in m], block_snr, generator, args.metrics)
-        for name in args.metrics:
-            values[name][p, s, m, g, d] = out[name]
+        if len(p):
+            block_snr = db_to_linear(grid[g])[:, None]
+            out = ue.run(p, np.asarray(ue.split_steps)[s], [SCHEME_NAMES[i] for i in m], block_snr, generator,
+                         args.metrics)  # fmt: skip
+            for name in args.metrics:
+                values[name][p, s, m, g, d] = out[name]
+        complete = not np.isnan(probe).any()
+        this_part = {"command": _command(), "commit": commit, "seed": args.seed,
+                     "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads",
+                     "wall_s": wall_before + time.time() - start, "raw_latent_receiver": args.raw_latent_receiver,
+                     "measured": "every cell not kept"}  # fmt: skip
         table = QualityTable(
             split=args.split,
-            rows=ue.rows[: chunk[-1] + 1],
+            rows=ue.rows[:num],
             split_steps=ue.split_steps,
             schemes=SCHEME_NAMES,
             snr_db=grid,
-            values={k: v[: chunk[-1] + 1] for k, v in values.items()},
+            values=values,
             meta={
-                "command": f"python scripts/build_quality_table.py --split {args.split} --prompts {args.prompts}"
-                + (f" --threads {args.threads}" if args.threads else ""),
-                "commit": commit,
+                **{k: this_part[k] for k in ("command", "commit", "seed", "machine", "wall_s")},
                 "cache_sha256": cache_fingerprint(args.cache_dir),
-                "seed": args.seed,
-                "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads",
-                "wall_s": wall_before + time.time() - start,
+                "raw_latent_receiver": args.raw_latent_receiver,
+                "complete": complete,
+                "parts": [*parts, this_part],
             },
         )
         table.save(args.output_dir)
-        psnr = values["psnr"][: chunk[-1] + 1].mean() if "psnr" in values else float("nan")
-        print(f"{chunk[-1] + 1}/{num} prompts, {time.time() - start:.0f} s, mean PSNR so far {psnr:.2f} dB", flush=True)
+        done = int((~np.isnan(probe)).sum())
+        print(f"{chunk[-1] + 1}/{num} prompts, {time.time() - start:.0f} s, {done}/{probe.size} cells", flush=True)
     if table is None:
         table = QualityTable.load(args.split, args.output_dir)
     return table
+
+
+def _missing(probe: np.ndarray, chunk: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(prompt, split, scheme, snr, draw) indices of the chunk's unmeasured cells, grouped so prompts vary fastest."""
+    s, m, g, d, p = np.nonzero(np.isnan(probe[chunk]).transpose(1, 2, 3, 4, 0))
+    return chunk[p], s, m, g, d
 
 
 if __name__ == "__main__":

@@ -4,8 +4,8 @@
     python scripts/reproduce_paper.py --figures a b    # the channel figures only (no training)
     python scripts/reproduce_paper.py --quick          # a smoke run: few prompts, one budget, short training
 
-The paper: Zhong, Mu, Jaber, Liu, "Enabling Distributed Generative AI in 6G: Mobile-Edge Generation", IEEE
-IoT Journal 12(6), 2024 (arXiv 2409.05870). Its claims, checked here on the embedded model and cache:
+The paper: Zhong, Mu, Jaber, Liu, "Enabling Distributed Generative Artificial Intelligence in 6G: Mobile-Edge
+Generation", IEEE IoT Journal 12(6), 2025 (arXiv 2409.05870). Its claims, checked here on the embedded model and cache:
 
 (a) MEG sends far fewer channel symbols than generating centrally and downloading the image;
 (b) the learned seed codec gives better images than the raw latent at low SNR (PSNR and the FID-style
@@ -323,8 +323,9 @@ def render(data: dict, args: Args) -> str:
     lines = [
         "# Reproducing the MEG paper's claims",
         "",
-        'Paper: Zhong, Mu, Jaber, Liu, "Enabling Distributed Generative AI in 6G: Mobile-Edge Generation", '
-        "IEEE IoT Journal 12(6), 2024 (arXiv 2409.05870). Everything below runs on meg-gym's embedded model "
+        'Paper: Zhong, Mu, Jaber, Liu, "Enabling Distributed Generative Artificial Intelligence in 6G: Mobile-Edge '
+        'Generation", IEEE IoT Journal 12(6), 2025 (arXiv 2409.05870). '
+        "Everything below runs on meg-gym's embedded model "
         "(a small LDM on 64x64 MEG-Shapes scenes, latent 4x8x8) and its shipped latent cache, not on the "
         "paper's Stable Diffusion setting, so the numbers are ours; the claims are what carries over.",
         "",

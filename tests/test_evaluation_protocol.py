@@ -246,6 +246,33 @@ def test_split_control_report_and_table_validation_run(tmp_path):
     assert (tmp_path / "runs" / "planner" / "eval.json").exists()
     page = (tmp_path / "sc.md").read_text()
     assert "planner - best-fixed" in page and "| 15 / seed-1/4 |" in page
-    result = validate_split_table.main(validate_split_table.Args(prompts=1, draws=1, betas=(1.0,), sessions=0,
-                                                                 snr_db=(5.0,), output=tmp_path / "v.md"))  # fmt: skip
-    assert len(result["per_cell"]["cells"]) == 4 * 5 and set(result["per_cell"]["fits"]) == {"mmse", "eesm 1"}
+    result = validate_split_table.main(validate_split_table.Args(prompts=2, draws=1, sessions=0, snr_db=(5.0, 7.5),
+                                                                 output=tmp_path / "v.md"))  # fmt: skip
+    cells = result["per_cell"]["cells"]
+    assert len(cells) == 4 * 5 * 2 and {c["on_grid"] for c in cells} == {True, False}
+    summary = validate_split_table.cell_summary(result["per_cell"])
+    assert set(summary["schemes"]) == set(SplitControlConfig().schemes) and summary["cells"] == 40
+    assert "Cells whose 95% interval excludes zero" in (tmp_path / "v.md").read_text()
+
+
+def test_leaderboard_drops_records_of_an_earlier_quality_table_and_shows_live_scores(tmp_path):
+    from meg_gym import leaderboard
+    from meg_gym.config import SplitControlConfig
+    from meg_gym.envs.split_control.quality_table import QualityTable
+    from meg_gym.registry import environment
+
+    config = SplitControlConfig().to_dict()
+    current = QualityTable.load("test").meta["sha256"]
+    record = {"env_id": "MEG-SplitControl-v0", "config": config, "table_sha256": current}
+    assert not leaderboard.superseded_table(record)
+    assert leaderboard.superseded_table({**record, "table_sha256": None})  # made before eval.json recorded it
+    assert leaderboard.superseded_table({**record, "table_sha256": "0" * 64})
+    assert not leaderboard.superseded_table({**record, "config": {**config, "fidelity": "live"}, "table_sha256": None})
+    assert not leaderboard.superseded_table({"env_id": "MEG-PowerControl-v0", "config": {}})
+    spec = environment("MEG-SplitControl-v0")
+    live = {"planner": {"psnr": [25.0, 24.0, 26.0]}, "ppo-lagrangian (1)": {"psnr": [24.0, 23.0, 25.0]},
+            "ppo-lagrangian (2)": {"psnr": [24.5, 23.5, 25.5]}}  # fmt: skip
+    (tmp_path / "split_table_validation.json").write_text(json.dumps({"ranking": {"sessions": 128,
+                                                                      "policies": {"live": live}}}))  # fmt: skip
+    assert leaderboard.live_scores(spec, tmp_path) == {"planner": [25.0], "ppo-lagrangian": [24.0, 24.5]}
+    assert leaderboard.live_scores(spec, tmp_path / "nowhere") == {}

@@ -69,8 +69,8 @@ class PowerControlEnv(gym.Env):
     """
     ## Description
 
-    Mobile-edge generation (Zhong et al., "Enabling Distributed Generative AI in 6G: Mobile-Edge Generation",
-    IEEE IoT J. 12(6), 2024). An edge server has run a latent diffusion model for the user's prompt; it sends
+    Mobile-edge generation (Zhong et al., "Enabling Distributed Generative Artificial Intelligence in 6G:
+    Mobile-Edge Generation", IEEE IoT J. 12(6), 2025). An edge server has run a latent diffusion model for the user's prompt; it sends
     the user's phone a *seed*, the latent compressed by a learned joint source-channel codec into a few complex
     symbols, over a block-fading wireless channel. The seed is interleaved over `num_blocks` fading blocks
     (default 8). At each block the agent sees the channel and chooses the transmit power; the energy spent over

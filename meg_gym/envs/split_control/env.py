@@ -154,8 +154,10 @@ class Sessions:
         n = num_envs
         self.request = np.zeros(n, dtype=np.int64)
         self.prompt = np.zeros(n, dtype=np.int64)
-        self.snr_db = np.zeros(n)
-        self.previous_snr_db = np.zeros(n)
+        self.snr_db = np.zeros(n)  # the request's mean SNR (dB) at the reference power, before small-scale fading
+        self.gains = np.ones((n, config.num_blocks), dtype=np.complex128)  # its fading blocks' gains
+        self.reported_snr_db = np.zeros(n)  # what the agent observes of the request's channel
+        self.previous_reported_snr_db = np.zeros(n)
         self.deadline = np.zeros(n)
         self.ue_used = np.zeros(n)
         self.misses = np.zeros(n)
@@ -166,12 +168,13 @@ class Sessions:
             from meg_gym.envs.split_control.live import shared_live_ue
 
             cfg = self.config
-            self.live = shared_live_ue(cfg.cache_dir, cfg.split, cfg.device)
+            # the receiver the table was measured with, so that both fidelities serve the same physics
+            self.live = shared_live_ue(cfg.cache_dir, cfg.split, cfg.device, self.table.raw_latent_receiver)
             self.live_index = np.searchsorted(self.live.rows, self.table.rows)
             self.live_symbols = max(self.live.num_symbols(s) for s in cfg.schemes)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k not in ("live", "table")}
+        return {k: v for k, v in self.__dict__.items() if k not in ("live", "table", "_expected_table")}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
@@ -195,39 +198,59 @@ class Sessions:
         if missing:
             raise ValueError(f"the quality table has no {missing}; it holds {list(self.table.schemes)}")
 
+    @property
+    def expected_table(self):
+        """The table pooled over the prompts of each object count and over the noise draws: the expected quality of
+        every (split step, scheme, SNR) given what the observation reveals of the prompt. References plan on it."""
+        if getattr(self, "_expected_table", None) is None:
+            self._expected_table = self.table.pooled(self.objects)
+        return self._expected_table
+
     # ---------------------------------------------------------------- state
-    def _next_request(self, rng, snr_db: float | None) -> tuple[float, int, float]:
-        """(mean SNR dB, prompt, deadline) of a request, after one with mean SNR ``snr_db`` (None: the first)."""
+    def _next_request(self, rng, snr_db: float | None) -> tuple[float, int, float, np.ndarray, float]:
+        """(mean SNR dB, prompt, deadline, block gains (K,), reported SNR dB) of a request, after one with mean SNR
+        ``snr_db`` (None: the first).
+
+        With one block per request the UE's report is the request's own SNR, ``snr_db + 10 log10 |h_hat|^2`` with
+        ``h_hat`` the gain as estimated (``csi_error_var``); with more blocks the channel changes while the request
+        is sent, so the report is the mean SNR alone.
+        """
         cfg = self.config
         if snr_db is None:
             drift = rng.normal(0.0, cfg.snr_drift_sd_db)
         else:
             innovation = math.sqrt(max(0.0, 1.0 - cfg.snr_drift_rho**2)) * cfg.snr_drift_sd_db
             drift = cfg.snr_drift_rho * (snr_db - cfg.mean_snr_db) + rng.normal(0.0, innovation)
-        return cfg.mean_snr_db + drift, int(rng.integers(self.table.num_prompts)), float(rng.uniform(*cfg.deadline_s))
+        mean_db = cfg.mean_snr_db + drift
+        prompt, deadline = int(rng.integers(self.table.num_prompts)), float(rng.uniform(*cfg.deadline_s))
+        gains = channel.sample_block_gains(self.channel, 1, cfg.num_blocks, rng)[0]
+        reported = mean_db
+        if cfg.num_blocks == 1:
+            estimate = channel.observe_gains(self.channel, gains, rng)
+            reported = mean_db + 10.0 * math.log10(max(float(np.abs(estimate[0]) ** 2), 1e-30))
+        return mean_db, prompt, deadline, gains, reported
 
-    def _outcome_draws(self, rng) -> tuple[np.ndarray, Any]:
-        """(block gains (K,), the table's noise draw or the live channel noise) of a request being served.
+    def _outcome_noise(self, rng) -> Any:
+        """The table's noise draw, or the live channel noise, of a request being served.
 
-        Both fidelities take the same two things from the session's Generator (the gains and one 63-bit key that
-        seeds the request's noise), so a seed gives the same channels, prompts and deadlines in either fidelity.
+        Both fidelities take the same thing from the session's Generator (one 63-bit key that seeds the request's
+        noise), so a seed gives the same channels, prompts and deadlines in either fidelity.
         """
-        gains = channel.sample_block_gains(self.channel, 1, self.config.num_blocks, rng)[0]
         key = int(rng.integers(2**63))
         if self.live is None:
-            return gains, key % self.table.num_draws
+            return key % self.table.num_draws
         n = self.live_symbols
         noise = np.random.default_rng(key).standard_normal((2, n))
-        return gains, (noise[0] + 1j * noise[1]) * math.sqrt(0.5)
+        return (noise[0] + 1j * noise[1]) * math.sqrt(0.5)
 
     def _new_request(self, envs: np.ndarray, rngs, first: bool) -> None:
         for i in envs:
-            self.previous_snr_db[i] = self.snr_db[i]
-            self.snr_db[i], self.prompt[i], self.deadline[i] = self._next_request(
-                rngs[i], None if first else self.snr_db[i]
+            self.previous_reported_snr_db[i] = self.reported_snr_db[i]
+            self.snr_db[i], self.prompt[i], self.deadline[i], self.gains[i], self.reported_snr_db[i] = (
+                self._next_request(rngs[i], None if first else self.snr_db[i])
             )
             if first:
-                self.previous_snr_db[i] = self.snr_db[i]
+                self.previous_reported_snr_db[i] = self.reported_snr_db[i]
 
     def preview(self, i: int, rng) -> dict[str, np.ndarray]:
         """Everything chance holds for the rest of env ``i``'s session, read from a copy of its Generator.
@@ -240,14 +263,19 @@ class Sessions:
 
         rng = copy.deepcopy(rng)
         left = self.config.num_requests - int(self.request[i])
-        snr, prompt, deadline = float(self.snr_db[i]), int(self.prompt[i]), float(self.deadline[i])
+        snr, prompt, deadline, gains = (
+            float(self.snr_db[i]),
+            int(self.prompt[i]),
+            float(self.deadline[i]),
+            self.gains[i],
+        )
         out: dict[str, list] = {"snr_db": [], "prompt": [], "deadline_s": [], "gains": [], "draw": []}
         for j in range(left):
-            gains, draw = self._outcome_draws(rng)
-            for key, value in zip(out, (snr, prompt, deadline, gains, draw), strict=True):
+            draw = self._outcome_noise(rng)
+            for key, value in zip(out, (snr, prompt, deadline, gains.copy(), draw), strict=True):
                 out[key].append(value)
             if j < left - 1:
-                snr, prompt, deadline = self._next_request(rng, snr)
+                snr, prompt, deadline, gains, _ = self._next_request(rng, snr)
         return {k: np.array(v) for k, v in out.items()}
 
     def reset(self, envs: np.ndarray, rngs) -> None:
@@ -272,8 +300,10 @@ class Sessions:
         )
         obs = np.stack(
             [
-                np.clip(self.snr_db, *SNR_DB_RANGE),
-                np.clip(self.snr_db - self.previous_snr_db, -2 * SNR_DB_RANGE[1], 2 * SNR_DB_RANGE[1]),
+                np.clip(self.reported_snr_db, *SNR_DB_RANGE),
+                np.clip(
+                    self.reported_snr_db - self.previous_reported_snr_db, -2 * SNR_DB_RANGE[1], 2 * SNR_DB_RANGE[1]
+                ),
                 np.clip(battery, -1.0, 1.0),
                 left,
                 (cfg.num_requests - self.request) / cfg.num_requests,
@@ -302,18 +332,19 @@ class Sessions:
         mask[envs] = True
         applied = self.budget.spend(wanted, mask=mask)[envs]
         power = applied / airtime
-        drawn = [self._outcome_draws(rngs[i]) for i in envs]
-        gains = np.stack([g for g, _ in drawn])
+        drawn = [self._outcome_noise(rngs[i]) for i in envs]
+        self.last_noise = dict(zip(envs.tolist(), drawn, strict=True))  # what render() replays
+        gains = self.gains[envs]
         block_snr = power[:, None] / cfg.es_reference_power_w * channel.db_to_linear(self.snr_db[envs])[:, None]
         block_snr = block_snr * np.abs(gains) ** 2
         eff_db = effective_snr_db(block_snr, cfg.effective_snr_beta)
         prompts = self.prompt[envs]
         if self.live is None:
-            draws = np.array([d for _, d in drawn])
+            draws = np.array(drawn)
             cols = (prompts, self.split_columns[split_i], self.scheme_columns[scheme_i])
             metrics = {m: self.table.lookup(m, *cols, eff_db, draws) for m in self.metrics}
         else:
-            noise = [d for _, d in drawn]
+            noise = drawn
             schemes = [cfg.schemes[j] for j in scheme_i]
             metrics = self.live.run(
                 self.live_index[prompts], split_step, schemes, block_snr, None, self.metrics, noise=noise
@@ -338,6 +369,7 @@ class Sessions:
             "energy_requested_j": requested,
             "energy_applied_j": applied,
             "snr_db": self.snr_db[envs].copy(),
+            "reported_snr_db": self.reported_snr_db[envs].copy(),
             "effective_snr_db": eff_db,
             "block_snr_db": channel.linear_to_db(block_snr),
             "latency_s": latency,
@@ -345,6 +377,7 @@ class Sessions:
             "ue_energy_j": ue_energy,
             "cost": np.nan_to_num(cost, posinf=np.finfo(np.float64).max),
             "costs": costs,
+            "cost_vector": np.stack([costs[c] for c in COST_NAMES], axis=1),
             "prompt": np.array([self.prompts[p] for p in prompts], dtype=object),
         }
         self.request[envs] += 1
@@ -396,33 +429,46 @@ class SplitControlEnv(gym.Env):
 
     A session of `num_requests` (default 32) text-to-image requests from one phone (UE) to an edge server (ES)
     that runs a latent diffusion model of T denoising steps (mobile-edge generation; Zhong et al., IEEE IoT J.
-    2024; Xu et al., "LowLatencyMEG", IEEE TCCN 2025, cast the step split as a constrained MDP). For each request
+    2025; Xu et al., "LowLatencyMEG", IEEE TCCN 2025, cast the step split as a constrained MDP). For each request
     the agent chooses:
 
     - the **split step** s: the ES runs the first s steps and sends its latent; the UE runs the other T - s;
     - the **scheme**: the learned seed codec at 1/16, 1/8, 1/4 or 1/2 of the latent's symbols, or the raw latent
-      (equalised as if zero-mean, the receiver its quality table was measured with: MEG-PowerControl-v0's
-      `raw-latent-zero-mean`, not its LMMSE `raw-latent`);
+      (decoded by the linear MMSE estimator that knows the latent prior at the split step, as
+      MEG-PowerControl-v0's `raw-latent`);
     - the **transmit energy**, as a multiple of the fair share (ES energy left / requests left).
 
-    The payload crosses `num_blocks` fading blocks (Rayleigh by default; every fading model of
-    MEG-PowerControl-v0 is selectable) around the request's mean SNR, which drifts over the session (a
-    Gauss-Markov process in dB). The UE equalises (MMSE), decodes the payload, runs its T - s denoising steps
-    and decodes the image; the reward is that image's quality against the image of the clean latent. Time and
+    **One channel per request.** A request's airtime is at most the raw latent's: SD v1.5's 4x64x64 latent is
+    16,384 real values, 8,192 complex symbols, 8.2 ms at `symbol_rate_hz` = 1 MHz (a seed at 1/16: 0.5 ms). A
+    walking user (3 km/h) at 3.5 GHz has a maximum Doppler shift f_D = v f_c / c = 9.7 Hz, and a coherence time of
+    about 0.179 / f_D = 18 ms (correlation 0.5, Clarke's model) to 0.423 / f_D = 44 ms (the geometric-mean rule;
+    Rappaport, *Wireless Communications*, 2nd ed., Sec. 5.4.3). So by default (`num_blocks=1`) a request meets one
+    Rayleigh-faded channel (every fading model of MEG-PowerControl-v0 is selectable) around its mean SNR, which
+    drifts over the session (a Gauss-Markov process in dB, one value per request). At scheduling time the ES knows
+    the channel the UE reported: the agent observes the request's own SNR, the mean SNR times the estimated gain
+    |h_hat|^2 (exact by default; `csi_error_var` adds the estimation error e ~ CN(0, csi_error_var) of
+    MEG-PowerControl-v0 to h). `num_blocks > 1` models a fast-moving phone: the payload's symbols are interleaved
+    over that many independent blocks, the agent observes only the mean SNR, and table fidelity maps the blocks to
+    one effective SNR, an approximation: measured with 4 blocks against live runs on 2026-11-29 (the previous
+    table, zero-mean raw latent), it under-predicted the seeds by 0.11 to 0.39 dB pooled per scheme and
+    over-predicted the raw latent by 0.21 dB.
+
+    The UE equalises (MMSE), decodes the payload, runs its T - s denoising steps and decodes the image; the reward
+    is that image's quality against the image of the clean latent. Time and
     energy come from a cost profile of a deployed Stable Diffusion v1.5 class model (edge GPU, phone NPU; the
     sources are on the card). The ES's transmit energy comes from a session budget that is never exceeded
     (requests are clipped); the UE's energy and each request's deadline are **costs** with limits, a
     constrained MDP.
 
-    With `fidelity="table"` (default) the outcome of a request is read from the shipped quality table (measured
-    live on an SNR grid, several noise draws, per prompt; interpolated in SNR with one effective SNR per request;
-    each prompt's mean shrunk toward the mean over prompts, since a few draws cannot tell its expected quality from
-    luck: `QualityTable.shrunk`);
-    with `fidelity="live"` the UE's decode, denoising and image decode run on every request (`device` sets where).
-    One seed gives the same sessions (channels, prompts, deadlines) under both fidelities. How far the table is
-    from live runs, per (split step, scheme, SNR) and in the ranking of policies, is measured in
-    [docs/split_table_validation.md](../split_table_validation.md): the table ranks policies, while absolute PSNR
-    and adaptive policies' gains should be confirmed live.
+    With `fidelity="table"` (default) the outcome of a request is read from the shipped quality table: measured
+    live per prompt, split step and scheme on an AWGN SNR grid from -40 to +60 dB (below -30 dB every scheme's
+    quality has floored; above +30 dB the seeds' has saturated and the raw latent's PSNR grows linearly in dB), with
+    several noise draws per cell; a request reads one draw of its prompt, interpolated linearly in SNR (dB). With one
+    block per request the request's SNR is the table's own axis: no abstraction stands between them. With
+    `fidelity="live"` the UE's decode, denoising and image decode run on every request (`device` sets where). One
+    seed gives the same sessions (channels, prompts, deadlines) under both fidelities. How far the table is from live
+    runs, per (split step, scheme, SNR) and per policy on the same sessions, is measured in
+    `docs/split_table_validation.md` (the table fidelity check).
 
     ## Action Space
 
@@ -438,7 +484,7 @@ class SplitControlEnv(gym.Env):
 
     | index | observation | range |
     |---|---|---|
-    | 0 | mean receive SNR of this request at the reference power, dB | [-60, 60] |
+    | 0 | the request's receive SNR at the reference power as the UE reported it, dB (with `num_blocks` > 1: its mean SNR) | [-60, 60] |
     | 1 | its change since the previous request, dB (0 at the first) | [-120, 120] |
     | 2 | battery left: 1 - UE energy used / `ue_energy_limit_j` | [-1, 1] |
     | 3 | ES energy left, as a fraction of the session budget | [0, 1] |
@@ -459,7 +505,11 @@ class SplitControlEnv(gym.Env):
     `s * es_step_s + airtime + (T - s) * ue_step_s + ue_decode_s` exceeds the request's deadline), and
     `info["cost"]`, their sum with each divided by its episode limit (`ue_energy_limit_j`,
     `deadline_miss_limit`; `config.cost_limits`). A session meets its limits when each cost's sum stays within
-    its limit. `meg_gym.wrappers.SafetyGymnasiumStep` gives Safety-Gymnasium's 6-tuple.
+    its limit. Keeping the episodic sum of `info["cost"]` at most 1 is sufficient for both limits but stricter than
+    needed (it also forbids using one limit's slack for the other): a learner that handles several constraints
+    should read `info["cost_vector"]`, the costs as a float array in the order of `config.cost_limits`
+    (`"ue_energy"`, `"deadline_miss"`), and keep each episodic sum within its own limit.
+    `meg_gym.wrappers.SafetyGymnasiumStep` gives Safety-Gymnasium's 6-tuple (its cost is `info["cost"]`).
 
     ## Starting State
 
@@ -495,12 +545,24 @@ class SplitControlEnv(gym.Env):
     `gym.make_vec("MEG-SplitControl-v0", num_envs=64, vectorization_mode="vector_entry_point")` returns
     :class:`SplitControlVectorEnv`.
 
+    ## Rendering
+
+    `render_mode="rgb_array"` (what Stable-Baselines3's `make_vec_env` passes) draws the session so far: per
+    request the reported SNR, the energy level, the quality (coloured by scheme, labelled with the split step),
+    the battery, deadline-miss and ES-energy state, and the last request's reference image beside its received
+    image. The UE's image is run live for the frame: in live fidelity with the request's own channel noise, in
+    table fidelity (the table holds qualities, not images) as a fresh draw at the request's SNR, labelled so.
+
     ## Version History
 
     * v0: Initial release.
+    * v0, 2026-12-02: one channel per request by default (`num_blocks=1`; was 4), observed as the UE reports it;
+      the raw latent decodes with the LMMSE receiver; the quality table's SNR grid spans -40 to +60 dB (was -10 to
+      +25, clamped beyond); the references plan on the expected quality given the prompt's object count (not on a
+      prompt's own table values); `info["cost_vector"]`; `render_mode="rgb_array"`. Results differ from before.
     """
 
-    metadata = {"render_modes": []}
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
 
     def __init__(self, render_mode: str | None = None, **kwargs: Any):
         self.config = config_from_kwargs(SplitControlConfig, kwargs)
@@ -509,15 +571,22 @@ class SplitControlEnv(gym.Env):
         self.observation_space, self.action_space = make_spaces(self.config, self.sessions.sizes[0])
         self._started = False
         self._done = False
+        self._history: list[dict[str, Any]] = []
 
     @property
     def cost_limits(self) -> dict[str, float]:
         return self.config.cost_limits
 
+    @property
+    def quality_table_sha256(self) -> str | None:
+        """The SHA-256 of the quality table's tensor file in table fidelity (None live), recorded in eval.json."""
+        return self.sessions.table.meta["sha256"] if self.config.fidelity == "table" else None
+
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
         self.sessions.reset(np.array([0]), [self.np_random])
         self._started, self._done = True, False
+        self._history = []
         return self.sessions.observations()[0], {"prompt": self.sessions.prompts[self.sessions.prompt[0]]}
 
     def step(self, action: Any):
@@ -527,6 +596,7 @@ class SplitControlEnv(gym.Env):
             raise RuntimeError("the session has ended (all requests served); call reset() to start a new one")
         choice = action_indices(action, self.sessions.sizes, self.config.action_space == "box", ())
         everyone = np.array([0])
+        served = int(self.sessions.prompt[0])
         info = self.sessions.step(choice[None], everyone, [self.np_random])
         if len(self.sessions.ended(everyone)):
             info.update(self.sessions.session_summary(everyone))
@@ -534,7 +604,51 @@ class SplitControlEnv(gym.Env):
         costs = {k: float(v[0]) for k, v in info.pop("costs").items()}
         info = scalar_info(info, 0)
         info["costs"] = costs
+        if self.render_mode is not None:
+            self._history.append({**info, "prompt_index": served,
+                                  "noise": self.sessions.last_noise.get(0)})  # fmt: skip
         return self.sessions.observations()[0], float(info["quality"]), self._done, False, info
+
+    def render(self):
+        """The session so far as an RGB frame (see the card's Render section); None unless ``render_mode="rgb_array"``."""
+        if self.render_mode != "rgb_array":
+            return None
+        if not self._started:
+            raise RuntimeError("call reset() before render()")
+        from meg_gym.envs.rendering import draw_session
+
+        cfg, sessions = self.config, self.sessions
+        reference = received = None
+        label = "received (after the first request)"
+        if self._history:
+            reference, received, label = self._last_images()
+        limits = cfg.cost_limits
+        left = sessions.budget.remaining[0] / sessions.budget.budget[0] if sessions.budget.budget[0] > 0 else 0.0
+        prompt = self._history[-1]["prompt"] if self._history else sessions.prompts[sessions.prompt[0]]
+        return draw_session(prompt, reference, received, label, self._history, cfg.num_requests, cfg.schemes,
+                            (float(sessions.ue_used[0]), limits["ue_energy"]),
+                            (float(sessions.misses[0]), limits["deadline_miss"]), float(left))  # fmt: skip
+
+    def _last_images(self):
+        """(reference, received, label) of the last request, run live: with its own channel noise in live fidelity,
+        with a fresh draw at its SNR in table fidelity (the table holds qualities, not images)."""
+        from meg_gym.envs.split_control.live import shared_live_ue
+
+        cfg, last = self.config, self._history[-1]
+        ue = shared_live_ue(cfg.cache_dir, cfg.split, cfg.device, self.sessions.table.raw_latent_receiver)
+        row = np.searchsorted(ue.rows, self.sessions.table.rows[last["prompt_index"]])
+        noise = last["noise"]
+        label = f"received: {last['scheme']}, split {last['split_step']}, {last['quality']:.1f} dB"
+        if noise is None or not isinstance(noise, np.ndarray):
+            rng = np.random.default_rng(len(self._history))
+            drawn = rng.standard_normal((2, max(ue.num_symbols(s) for s in cfg.schemes)))
+            noise = (drawn[0] + 1j * drawn[1]) * math.sqrt(0.5)
+            label = (f"a live draw at its SNR: {last['scheme']}, split {last['split_step']} "
+                     f"(the table's draw: {last['quality']:.1f} dB)")  # fmt: skip
+        block_snr = channel.db_to_linear(np.asarray(last["block_snr_db"], dtype=np.float64)).reshape(1, -1)
+        out = ue.run(np.array([row]), np.array([last["split_step"]]), [last["scheme"]], block_snr, None, (),
+                     noise=[noise], return_images=True)  # fmt: skip
+        return out["references"][0], out["images"][0], label
 
     def preview(self) -> dict[str, np.ndarray]:
         """The rest of this session (non-causal; see :meth:`Sessions.preview`)."""
@@ -576,6 +690,11 @@ class SplitControlVectorEnv(VectorEnv):
     @property
     def cost_limits(self) -> dict[str, float]:
         return self.config.cost_limits
+
+    @property
+    def quality_table_sha256(self) -> str | None:
+        """The SHA-256 of the quality table's tensor file in table fidelity (None live), recorded in eval.json."""
+        return self.sessions.table.meta["sha256"] if self.config.fidelity == "table" else None
 
     def reset(self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None):
         self._rngs = reset_generators(self._rngs, seed, self._started)

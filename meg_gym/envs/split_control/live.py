@@ -22,7 +22,7 @@ import numpy as np
 
 from meg_gym.link.rewards import IMAGE_METRICS, INFO_METRICS
 
-__all__ = ["SCHEME_NAMES", "SCHEME_RATIOS", "LiveUE", "scheme_symbols", "shared_live_ue"]
+__all__ = ["RAW_LATENT_RECEIVERS", "SCHEME_NAMES", "SCHEME_RATIOS", "LiveUE", "scheme_symbols", "shared_live_ue"]
 
 # what can be sent, most compressed first; the ratio is the seed's complex symbols per latent complex symbol
 SCHEME_RATIOS: dict[str, Fraction] = {
@@ -33,6 +33,7 @@ SCHEME_RATIOS: dict[str, Fraction] = {
     "raw-latent": Fraction(1),
 }
 SCHEME_NAMES = tuple(SCHEME_RATIOS)
+RAW_LATENT_RECEIVERS = ("lmmse", "zero-mean")
 
 
 def scheme_symbols(scheme: str, latent_elements: int) -> int:
@@ -48,9 +49,19 @@ class LiveUE:
         split: Its prompt split ("train", "test" or "all"); request prompts are indices into it.
         device: Where the UNet and the VAE run ("cpu", "cuda", ...).
         codec_dirs: Optional folder per seed scheme name, for codecs other than the shipped ones.
+        raw_latent_receiver: How the raw latent is estimated from the equalised symbols: ``"lmmse"`` (default: the
+            linear MMSE estimate with the latent prior at the split step, MEG-PowerControl-v0's ``raw-latent``) or
+            ``"zero-mean"`` (as if the latent had zero mean: the receiver of quality tables before version 2).
     """
 
-    def __init__(self, cache_dir=None, split: str = "test", device: str = "cpu", codec_dirs: dict | None = None):
+    def __init__(
+        self,
+        cache_dir=None,
+        split: str = "test",
+        device: str = "cpu",
+        codec_dirs: dict | None = None,
+        raw_latent_receiver: str = "lmmse",
+    ):
         import torch
 
         from meg_gym import codec as codec_lib
@@ -67,13 +78,26 @@ class LiveUE:
         self.total_steps = self.cache.num_inference_steps
         self.split_steps = tuple(int(s) for s in self.cache.split_steps)
         self.latent_elements = int(np.prod(self.cache.latent_shape))
+        if raw_latent_receiver not in RAW_LATENT_RECEIVERS:
+            raise ValueError(
+                f"raw_latent_receiver must be one of {list(RAW_LATENT_RECEIVERS)}, got {raw_latent_receiver!r}"
+            )
+        self.raw_latent_receiver = raw_latent_receiver
         codec_dirs = codec_dirs or {}
-        self.schemes: dict[str, Any] = {}
-        for name, ratio in SCHEME_RATIOS.items():
-            if ratio == 1:
-                self.schemes[name] = codec_lib.RawLatent(self.cache.latent_shape)
-            else:
-                self.schemes[name] = codec_lib.load_codec(ratio, codec_dirs.get(name)).to(self.device).eval()
+        self.seed_codecs: dict[str, Any] = {
+            name: codec_lib.load_codec(ratio, codec_dirs.get(name)).to(self.device).eval()
+            for name, ratio in SCHEME_RATIOS.items()
+            if ratio != 1
+        }
+        # the raw latent's receiver depends on the split step (the prior is that of the latent the ES sends)
+        self.raw_latent: dict[int, Any] = {}
+        for step in self.split_steps:
+            prior = None
+            if raw_latent_receiver == "lmmse":
+                from meg_gym.latent_prior import latent_prior
+
+                prior = tuple(t.to(self.device) for t in latent_prior(cache_dir, step))
+            self.raw_latent[step] = codec_lib.RawLatent(self.cache.latent_shape, prior=prior)
         self._payloads: dict[tuple[int, str], tuple[Any, Any]] = {}
         self._cond = None
         self._uncond = None
@@ -87,6 +111,10 @@ class LiveUE:
             self._pipeline.pipe.to(self.device)
         return self._pipeline
 
+    def scheme(self, split_step: int, scheme: str):
+        """The encoder/decoder of ``scheme`` for latents after ``split_step`` ES steps."""
+        return self.raw_latent[int(split_step)] if scheme == "raw-latent" else self.seed_codecs[scheme]
+
     def num_symbols(self, scheme: str) -> int:
         return scheme_symbols(scheme, self.latent_elements)
 
@@ -96,7 +124,7 @@ class LiveUE:
         if key not in self._payloads:
             with self.torch.no_grad():
                 latents = self.cache.latents_at(int(split_step), self.rows).float().to(self.device)
-                symbols, side = self.schemes[scheme].encode(latents)
+                symbols, side = self.scheme(split_step, scheme).encode(latents)
             self._payloads[key] = (symbols.to(self.torch.complex64), side)
         return self._payloads[key]
 
@@ -125,7 +153,8 @@ class LiveUE:
         metrics: Sequence[str] = ("psnr",),
         batch_size: int = 1024,
         noise: Sequence[np.ndarray] | None = None,
-    ) -> dict[str, np.ndarray]:
+        return_images: bool = False,
+    ) -> dict[str, Any]:
         """Score one batch of requests.
 
         Args:
@@ -139,9 +168,10 @@ class LiveUE:
             batch_size: Most requests per UNet/VAE batch.
             noise: Optional unit complex Gaussian noise per request (each at least its payload's length), drawn by
                 the caller, e.g. from each environment's own generator, so results do not depend on the batch.
+            return_images: Also return ``"images"`` and ``"references"``, (B, 3, H, W) float tensors in [-1, 1].
 
         Returns:
-            Each metric as a float64 array (B,).
+            Each metric as a float64 array (B,) (and the images, if asked).
         """
         from meg_gym import quality
         from meg_gym.channel import mmse_with_noise, simulate_mmse_torch
@@ -154,7 +184,8 @@ class LiveUE:
         split_steps = np.asarray(split_steps)
         schemes = np.asarray(schemes, dtype=object)
         block_snr = np.asarray(block_snr, dtype=np.float64)
-        out = {name: np.zeros(len(idx)) for name in metrics}
+        out: dict[str, Any] = {name: np.zeros(len(idx)) for name in metrics}
+        kept: dict[str, list] = {"images": [], "references": [], "order": []}
         groups: dict[tuple[int, str], list[int]] = {}
         for j, key in enumerate(zip(split_steps.tolist(), schemes.tolist(), strict=True)):
             groups.setdefault(key, []).append(j)
@@ -176,12 +207,17 @@ class LiveUE:
                         received, rel = mmse_with_noise(symbols_all[rows].cpu(), snr, torch.from_numpy(drawn))
                     received, rel = received.to(self.device), rel.to(self.device)
                     side = None if side_all is None else side_all[rows]
-                    latents = self.schemes[scheme].decode(received, rel, side)
+                    latents = self.scheme(split_step, scheme).decode(received, rel, side)
                     if split_step < self.total_steps:
                         cond, uncond = self.text_embeddings(rows)
                         latents, _ = self.pipeline.denoise(latents, cond, uncond, split_step, self.total_steps)
-                    if IMAGE_METRICS.intersection(metrics):
+                    if return_images or IMAGE_METRICS.intersection(metrics):
                         images = self.base.decode_images(latents)
+                    if return_images:
+                        kept["images"].append(images.float().cpu())
+                        kept["references"].append(self.base.references(rows).float().cpu())
+                        kept["order"].append(part)
+                    if IMAGE_METRICS.intersection(metrics):
                         pred = quality.to_unit(images)
                         target = quality.to_unit(self.base.references(rows).to(images.device))
                         for name in metrics:
@@ -190,14 +226,18 @@ class LiveUE:
                     if "latent_mse" in metrics:
                         clean = self.base.clean[rows].to(latents.device).float()
                         out["latent_mse"][part] = (latents - clean).pow(2).flatten(1).mean(1).double().cpu().numpy()
+        if return_images and kept["order"]:
+            order = np.argsort(np.concatenate(kept["order"]))
+            out["images"] = torch.cat(kept["images"])[torch.from_numpy(order)]
+            out["references"] = torch.cat(kept["references"])[torch.from_numpy(order)]
         return out
 
 
 @functools.lru_cache(maxsize=4)
-def _shared(cache_dir: str | None, split: str, device: str) -> LiveUE:
-    return LiveUE(cache_dir, split, device)
+def _shared(cache_dir: str | None, split: str, device: str, raw_latent_receiver: str) -> LiveUE:
+    return LiveUE(cache_dir, split, device, raw_latent_receiver=raw_latent_receiver)
 
 
-def shared_live_ue(cache_dir, split: str, device: str = "cpu") -> LiveUE:
-    """The process-wide :class:`LiveUE` of a cache, split and device (many environments share one copy)."""
-    return _shared(None if cache_dir is None else str(Path(cache_dir).resolve()), split, device)
+def shared_live_ue(cache_dir, split: str, device: str = "cpu", raw_latent_receiver: str = "lmmse") -> LiveUE:
+    """The process-wide :class:`LiveUE` of a cache, split, device and raw-latent receiver (environments share it)."""
+    return _shared(None if cache_dir is None else str(Path(cache_dir).resolve()), split, device, raw_latent_receiver)

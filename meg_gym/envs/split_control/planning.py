@@ -1,8 +1,11 @@
 """Expected outcomes of MEG-SplitControl-v0's actions, and the planner that bounds every causal policy.
 
 Everything here reads the quality table, as ``fidelity="table"`` does. :func:`expected_quality` gives a request's
-expected reward for every (split step, scheme, energy): the mean over the table's noise draws and, when the
-request's block gains are not known (a causal policy), over a fixed sample of fading draws.
+expected reward for every (split step, scheme, energy) given what the environment's observation reveals: the mean
+over the prompts of the request's object count and over the table's noise draws
+(:attr:`Sessions.expected_table`), and, when the request's block gains are not known (several blocks per
+request), over a fixed sample of fading draws. No reference plans on a prompt's own table values: with a few noise
+draws per prompt, the best cell for a prompt is also the luckiest draw, a gain live runs do not repeat.
 
 **The planner** (:class:`DualPlanner`) sees a whole session in advance (mean SNRs, block gains, prompts and
 deadlines, read from a copy of the environment's Generator) and solves the constrained allocation by Lagrangian
@@ -10,8 +13,10 @@ duality. For multipliers ``lam`` on the UE-energy and deadline costs and ``mu`` 
 
     D(lam) = E_sessions[ min_mu  sum_r max_{a, E} (q_r(a, E) - lam . c_r(a) - mu E) + mu B ] + lam . limits
 
-Why it bounds every causal policy in table mode: a policy's expected return is ``E[sum_r q_r(a_r, E_r)]`` with
-``q`` the table's mean over noise draws (the draw of a request is independent of everything the policy has seen).
+Why it bounds every policy that observes what the environment observes, in table mode: such a policy's expected
+return is ``E[sum_r q_r(a_r, E_r)]`` with ``q`` the mean over the prompts of the request's object count and over
+the noise draws (the prompt beyond its object count, and the draw, are independent of everything the policy has
+seen, and the planner knows no more of them either).
 For any policy that meets the cost limits in expectation and the ES budget in every session (the environment
 clips it), adding ``lam . (limits - costs) >= 0`` and ``mu (B - sum E) >= 0`` can only raise its value; the
 result is at most the per-request maximum over every action and every energy in ``[0, peak power x airtime]``
@@ -37,7 +42,13 @@ __all__ = ["DualPlanner", "action_costs", "energy_grid", "expected_quality", "fa
 
 
 def fading_samples(config: Any, count: int = 32, seed: int = 20261129) -> np.ndarray:
-    """(count, num_blocks) block gains from the config's fading model: the fixed sample causal policies average over."""
+    """(count, num_blocks) block gains from the config's fading model: the fixed sample causal policies average over.
+
+    With one block per request the observation's SNR already holds the request's fading (the UE reports it), so
+    there is nothing to average: one unit gain, (1, 1).
+    """
+    if config.num_blocks == 1:
+        return np.ones((1, 1), dtype=np.complex128)
     rng = np.random.default_rng(seed)
     return channel.sample_block_gains(config.channel, count, config.num_blocks, rng)
 
@@ -81,11 +92,11 @@ def expected_quality(sessions: Any, prompt: np.ndarray, snr_db: np.ndarray, gain
     """Expected reward of requests (R,) for every split index, scheme index and energy: (R, S, M, J).
 
     ``gains`` (R, F, K) are the block gains averaged over (F = 1 when they are known); ``energies`` (M, J) are shared
-    by every request, or (R, M, J) its own. The mean over the table's
-    noise draws is taken. With ``grid_points``, also returns the reward at the table's SNR grid points, (R, S, M, G),
+    by every request, or (R, M, J) its own. The table is :attr:`Sessions.expected_table` (pooled over the prompts of
+    the request's object count and the noise draws). With ``grid_points``, also returns the reward at the table's SNR grid points, (R, S, M, G),
     and the effective SNRs (R, M, J, F), which the planner's bound needs.
     """
-    table = sessions.table
+    table = sessions.expected_table
     reward = REWARDS[sessions.config.reward]
     metric = reward.metric
     eff = _snr_db(sessions, snr_db, gains, energies)  # (R, M, J, F)

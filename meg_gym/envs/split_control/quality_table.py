@@ -3,9 +3,11 @@
 UE denoising of a received latent cannot be cached, so ``fidelity="table"`` reads the outcome of a request from
 a table measured live (:mod:`meg_gym.envs.split_control.live`) on AWGN at a grid of receive SNRs, with several
 noise draws per cell. A request draws one of the draws and interpolates linearly in SNR (dB) between grid
-points; below and above the grid it takes the end point. Fading within a request enters through one effective
-SNR per request (:func:`effective_snr_db`). The environment reads each prompt's values shrunk toward the mean over
-prompts (:meth:`QualityTable.shrunk`), because a few noise draws cannot tell a prompt's expected quality from luck.
+points; below and above the grid it takes the end point, and the grid (:data:`DEFAULT_SNR_GRID_DB`) reaches from
+where every scheme's quality has floored to where the policies' SNRs end. By default a request sees one channel
+(one fading block), so its SNR is the table's own axis; with several blocks they enter through one effective SNR
+per request (:func:`effective_snr_db`), an approximation. References plan on :meth:`QualityTable.pooled`: the
+expected quality given what the agent observes of the prompt (its object count), never a prompt's own values.
 
 Files (one pair per prompt split, in ``meg_gym/assets/split-quality-table/``): ``<split>.safetensors`` with one
 float32 tensor per metric, shape (prompts, split steps, schemes, SNR points, draws), plus the cache rows; and
@@ -26,12 +28,22 @@ import numpy as np
 
 from meg_gym import ASSETS_DIR
 
-__all__ = ["DEFAULT_TABLE_DIR", "QualityTable", "QualityTableError", "effective_snr_db", "shared_table"]
+__all__ = [
+    "DEFAULT_SNR_GRID_DB",
+    "DEFAULT_TABLE_DIR",
+    "QualityTable",
+    "QualityTableError",
+    "effective_snr_db",
+    "shared_table",
+]
 
 DEFAULT_TABLE_DIR = ASSETS_DIR / "split-quality-table"
+# where every scheme's quality has floored (below -30 dB) to where the seeds saturate and the raw latent's PSNR is
+# still linear in SNR (dB); a request below the grid reads its lowest point, above it its highest
+DEFAULT_SNR_GRID_DB = (-40.0, -30.0, -25.0, -20.0, -15.0, -10.0, -5.0, 0.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 35.0,
+                       40.0, 50.0, 60.0)  # fmt: skip
 FORMAT = "meg-gym-split-quality-table"
 VERSION = 1
-METRIC_RANGES = {"ssim": (-1.0, 1.0), "ms_ssim": (0.0, 1.0)}  # what the metric can be
 
 
 class QualityTableError(RuntimeError):
@@ -109,38 +121,26 @@ class QualityTable:
             hi = table[prompt, split_index, scheme_index, upper, draw]
         return (1.0 - weight) * lo + weight * hi
 
-    def shrunk(self) -> QualityTable:
-        """The table as the environment reads it: each prompt's mean over its noise draws shrunk toward the cell's
-        mean over prompts (empirical Bayes), the draws' deviations from the prompt's mean kept.
+    def pooled(self, groups: np.ndarray) -> QualityTable:
+        """The table with each prompt's values replaced by the mean over its group's prompts and every noise draw
+        (one draw left): the expected quality of each cell given the group alone.
 
-        A prompt's outcome varies by several dB from one noise draw to the next (the UE's denoising amplifies the
-        channel noise), so with a few draws per prompt a prompt's mean in a cell is part signal, part noise, and a
-        policy that picks, per request, the best cell for that prompt would also pick the luckiest draws: a gain
-        live runs do not repeat. Per (split step, scheme, SNR point) and metric, with ``m_p`` the prompt means,
-        ``c`` their mean, ``w`` the mean within-prompt variance and ``D`` the draws, the prompt means become
-        ``c + r (m_p - c)`` with ``r = b / (b + w / D)``, ``b = max(0, var_p(m_p) - w / D)`` (the between-prompt
-        variance). Cell means over prompts are unchanged (up to clipping SSIM at 1). Latent MSE, heavy-tailed, is
-        left as measured. With one draw there is nothing to estimate ``w`` from, and the table is returned as it is.
+        With ``groups`` the prompts' object counts this is what a policy that observes the object count, and not
+        the prompt, can expect: the environment draws prompts uniformly and a request's noise draw independently,
+        so given the object count, prompt and draw are uniform over the group's cells. Linear interpolation in SNR
+        commutes with the mean, so :meth:`lookup` on the pooled table is the mean of the lookups.
         """
-        draws = self.num_draws
-        if draws < 2:
-            return self
+        groups = np.asarray(groups)
+        if groups.shape != (self.num_prompts,):
+            raise ValueError(f"groups must give one label per prompt ({self.num_prompts}), got shape {groups.shape}")
         values = {}
         for name, v in self.values.items():
-            if name == "latent_mse":  # heavy-tailed and positive: no shrinkage keeps both its means and its sign
-                values[name] = v
-                continue
-            v = v.astype(np.float64)
-            prompt_mean = v.mean(-1, keepdims=True)
-            cell_mean = prompt_mean.mean(0, keepdims=True)
-            within = v.var(-1, ddof=1, keepdims=True).mean(0, keepdims=True) / draws
-            between = np.maximum(0.0, prompt_mean.var(0, ddof=1, keepdims=True) - within)
-            total = between + within
-            reliability = np.divide(between, total, out=np.ones_like(total), where=total > 0)
-            out = v - (1.0 - reliability) * (prompt_mean - cell_mean)
-            low, high = METRIC_RANGES.get(name, (-np.inf, np.inf))
-            values[name] = np.clip(out, low, high).astype(np.float32)
-        return dataclasses.replace(self, values=values, meta={**self.meta, "shrinkage": "empirical-bayes"})
+            out = np.empty((*v.shape[:-1], 1), dtype=np.float64)
+            for label in np.unique(groups):
+                members = groups == label
+                out[members] = v[members].astype(np.float64).mean(axis=(0, -1), keepdims=True)[..., :1]
+            values[name] = out
+        return dataclasses.replace(self, values=values, meta={**self.meta, "pooled": "by group, over draws"})
 
     # ------------------------------------------------------------------ files
     def save(self, folder: Path | str) -> Path:
@@ -170,8 +170,14 @@ class QualityTable:
         (folder / f"{self.split}.json").write_text(json.dumps(meta, indent=1) + "\n")
         return path
 
+    @property
+    def raw_latent_receiver(self) -> str:
+        """The raw latent's receiver the table was measured with ("lmmse" or, in tables before 2026-12, "zero-mean")."""
+        return str(self.meta.get("raw_latent_receiver", "zero-mean"))
+
     @classmethod
-    def load(cls, split: str, folder: Path | str | None = None) -> QualityTable:
+    def load(cls, split: str, folder: Path | str | None = None, partial: bool = False) -> QualityTable:
+        """Load and verify a split's table; ``partial`` also accepts one whose build has not finished."""
         from safetensors.numpy import load_file
 
         from meg_gym.cache import sha256_file
@@ -202,6 +208,11 @@ class QualityTable:
                 f"{path} does not match its checksum in {json_path.name} (got {digest[:12]}, expected "
                 f"{meta['sha256'][:12]}): the file is damaged or was replaced; {rebuild}"
             )
+        if meta.get("complete") is False and not partial:
+            raise QualityTableError(
+                f"{json_path} is an unfinished build (cells still missing); finish it by running its command "
+                f"again with --resume: `{meta.get('command')} --resume`"
+            )
         tensors = load_file(str(path))
         rows = tensors.pop("rows")
         return cls(
@@ -217,10 +228,9 @@ class QualityTable:
 
 @functools.lru_cache(maxsize=8)
 def _shared(split: str, folder: str | None) -> QualityTable:
-    return QualityTable.load(split, folder).shrunk()
+    return QualityTable.load(split, folder)
 
 
 def shared_table(split: str, folder: Path | str | None = None) -> QualityTable:
-    """The process-wide (read-only) quality table of a split as the environment reads it (loaded, verified and
-    shrunk once; see :meth:`QualityTable.shrunk`)."""
+    """The process-wide (read-only) quality table of a split (loaded and verified once)."""
     return _shared(split, None if folder is None else str(Path(folder).resolve()))

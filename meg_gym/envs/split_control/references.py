@@ -17,11 +17,14 @@ tuning, it is tuned on sessions of the *train* prompts (fixed seeds), never on t
 - ``planner``: non-causal (:class:`meg_gym.envs.split_control.planning.DualPlanner`): at each session's first
   request it reads the whole session and plans it by Lagrangian duality; its multipliers on the costs start from
   those fitted on train sessions and are raised until the plans of the sessions starting together meet both limits
-  on average (their costs are known exactly in advance). Its bound (an upper bound on every causal policy) is computed by
-  ``scripts/evaluate_split_control.py``.
+  on average (their costs are known exactly in advance). Its bound (an upper bound on every policy that observes
+  what the environment observes) is computed by ``scripts/evaluate_split_control.py``.
 
-Expected quality averages the table's noise draws and, for causal policies, a fixed sample of fading draws
-(:func:`meg_gym.envs.split_control.planning.fading_samples`).
+Every policy here plans on the expected quality given what the observation reveals: the table pooled over the
+prompts of the request's object count and over the noise draws (:attr:`Sessions.expected_table`), never on a
+prompt's own table values; with several blocks per request, causal policies also average over a fixed sample of
+fading draws (:func:`meg_gym.envs.split_control.planning.fading_samples`). With `csi_error_var` > 0 they take the
+reported SNR as the truth (certainty equivalence).
 """
 
 from __future__ import annotations
