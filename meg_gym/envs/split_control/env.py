@@ -162,6 +162,8 @@ class Sessions:
         self.ue_used = np.zeros(n)
         self.misses = np.zeros(n)
         self.quality_sum = np.zeros(n)
+        self.last_noise: dict[int, Any] = {}  # env -> the noise of its last request (live), for render()
+        self._expected_table = None
 
     def _acquire_live(self) -> None:
         if self.config.fidelity == "live":
@@ -179,6 +181,7 @@ class Sessions:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self.table = shared_table(self.config.split, self.config.table_dir)
+        self._expected_table = None
         self.live = None
         self._acquire_live()
 
@@ -202,7 +205,7 @@ class Sessions:
     def expected_table(self):
         """The table pooled over the prompts of each object count and over the noise draws: the expected quality of
         every (split step, scheme, SNR) given what the observation reveals of the prompt. References plan on it."""
-        if getattr(self, "_expected_table", None) is None:
+        if self._expected_table is None:
             self._expected_table = self.table.pooled(self.objects)
         return self._expected_table
 
