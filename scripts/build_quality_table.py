@@ -14,7 +14,9 @@ SSIM, MS-SSIM and the final latent's MSE are stored.
 both grids share, except for the schemes of ``--rebuild-schemes``, and measures only the rest; give it another
 ``--seed`` than the old table's so the new cells draw fresh noise. The table is written after every chunk of
 prompts (marked incomplete until the last), and ``--resume`` measures only the cells a table in ``--output-dir``
-still lacks, so an interrupted build loses one chunk at most.
+still lacks, so an interrupted build loses one chunk at most. Two processes can share a build: one runs with
+``--prompts-from K`` into another folder, and ``--resume --fill-from <that folder>`` merges its cells (the noise of
+a chunk is seeded by its first prompt, so the cells are those one process would have measured).
 """
 
 from __future__ import annotations
@@ -66,6 +68,10 @@ class Args:
     """an existing table folder whose cells are kept (see the module docstring)"""
     rebuild_schemes: tuple[str, ...] = ()
     """with --extend-from: schemes measured anew at every SNR point"""
+    prompts_from: int = 0
+    """measure only the chunks from this prompt on (to share a build between processes; see --fill-from)"""
+    fill_from: Path | None = None
+    """with --resume: first copy the cells that another process's build in this folder has measured"""
     raw_latent_receiver: str = "lmmse"
     """the raw latent's receiver: "lmmse" (with the latent prior) or "zero-mean" (tables before 2026-12)"""
     cache_dir: str | None = None
@@ -136,6 +142,17 @@ def main(args: Args) -> QualityTable:
                 values[m][:held] = partial.values[m][:held]
             parts = [p for p in partial.meta.get("parts", []) if "kept" in p]
             wall_before = float(partial.meta.get("wall_s", 0.0))
+            if args.fill_from is not None:
+                other = QualityTable.load(args.split, args.fill_from, partial=True)
+                if (
+                    other.values[args.metrics[0]].shape != values[args.metrics[0]].shape
+                    or other.meta.get("seed") != args.seed
+                ):
+                    raise SystemExit(f"--fill-from {args.fill_from}: another build (axes or seed differ)")
+                for m in args.metrics:
+                    values[m] = np.where(np.isnan(values[m]), other.values[m], values[m])
+                wall_before += float(other.meta.get("wall_s", 0.0))
+                parts.append({**other.meta["parts"][-1], "measured": "the cells it held, copied by --fill-from"})
             print(f"resuming: {int(np.isnan(values['psnr']).sum())} cells to measure", flush=True)
     elif old is not None:
         parts = _kept_cells(old, grid, args, values)
@@ -143,7 +160,7 @@ def main(args: Args) -> QualityTable:
     commit = evaluation.git_commit()  # the code that runs (read when meg_gym.evaluation was imported)
     probe = values[args.metrics[0]]
     table = None
-    for first in range(0, num, args.chunk):
+    for first in range(args.prompts_from, num, args.chunk):
         chunk = np.arange(first, min(first + args.chunk, num))
         # the cells of this chunk still to measure, prompt fastest
         p, s, m, g, d = _missing(probe, chunk)

@@ -162,9 +162,10 @@ def render(r: dict) -> str:
         "",
         f"**Planner bound: {b['bound']:.2f} dB per request** (Lagrangian dual on these sessions, multipliers "
         f"{b['lambda_ue_energy']:.3g} per J of UE energy and {b['lambda_deadline_miss']:.3g} per miss). No policy "
-        "whose mean costs on these sessions meet the limits can score more in expectation (see "
-        "`meg_gym.envs.split_control.planning`). The played planner follows its plan with the environment's "
-        "energy levels, so it sits below the bound.",
+        "that observes what the environment observes and whose mean costs on these sessions meet the limits can "
+        "score more in expectation in table fidelity (see `meg_gym.envs.split_control.planning`). The planner plans "
+        "on the expected quality given each request's object count, as every reference does. The played planner "
+        "follows its plan with the environment's energy levels, so it sits below the bound.",
         "",
         "Paired differences (same sessions), mean [95% CI]:",
         "",

@@ -367,8 +367,12 @@ def test_shipped_table_covers_both_splits_and_matches_the_cache():
         assert np.all(np.isfinite(psnr))
         mean = psnr.mean(axis=(0, 4))  # (split steps, schemes, SNR points)
         assert np.all(mean[..., -1] > mean[..., 0] + 5.0)  # more SNR, better images
-        # the grid reaches where every curve has floored: its two lowest points agree within 0.3 dB per cell
-        assert np.all(np.abs(mean[..., 1] - mean[..., 0]) < 0.3)
+        # the grid reaches down to where every curve has (nearly) floored: at most 0.15 dB per dB between its two
+        # lowest points (0.10 measured, seed 1/2 after 10 ES steps; about 0.7 where the curves rise), and up to where
+        # the seeds have saturated (their two highest points within 0.2 dB)
+        grid = table.snr_db
+        assert np.max(np.abs(mean[..., 1] - mean[..., 0]) / (grid[1] - grid[0])) < 0.15
+        assert np.max(np.abs(mean[:, :4, -1] - mean[:, :4, -2])) < 0.2
 
 
 def test_live_fidelity_runs_the_ue_and_agrees_with_itself_batched():
