@@ -480,16 +480,19 @@ def superseded_table(r: dict[str, Any]) -> bool:
     return r.get("table_sha256") != QualityTable.load("test").meta["sha256"]
 
 
-def live_scores(spec: Any, docs: Path) -> dict[str, list[float]]:
-    """Live mean PSNR per session of each policy on the fidelity check's sessions (its .json beside its page);
-    learner seeds ("ppo-lagrangian (2)") pooled under their policy's name. Empty without the page."""
+def live_scores(spec: Any, docs: Path) -> dict[str, list[tuple[float, float]]]:
+    """(live, table) mean PSNR of each policy on the fidelity check's sessions, the same sessions under both
+    fidelities (its .json beside its page); learner seeds ("ppo-lagrangian (2)") listed under their policy's name.
+    Empty without the page."""
     path = docs / Path(spec.fidelity_check).with_suffix(".json")
     if not path.exists():
         return {}
-    live = json.loads(path.read_text()).get("ranking", {}).get("policies", {}).get("live", {})
-    out: dict[str, list[float]] = {}
+    policies = json.loads(path.read_text()).get("ranking", {}).get("policies", {})
+    live, table = policies.get("live", {}), policies.get("table", {})
+    out: dict[str, list[tuple[float, float]]] = {}
     for name, entry in live.items():
-        out.setdefault(name.split(" (")[0], []).append(float(entry["psnr"][0]))
+        if name in table:
+            out.setdefault(name.split(" (")[0], []).append((float(entry["psnr"][0]), float(table[name]["psnr"][0])))
     return out
 
 
@@ -510,7 +513,7 @@ def constrained_table(t: dict[str, Any], docs: Path = Path("docs")) -> list[str]
             else "."
         ),
         "",
-        "| policy | runs | training steps | PSNR IQM [95% CI] | PSNR mean [95% CI] | live PSNR | UE energy (J) [95% CI] | deadline misses [95% CI] | within limits | score [95% CI] |",
+        "| policy | runs | training steps | PSNR IQM [95% CI] | PSNR mean [95% CI] | live (table) PSNR | UE energy (J) [95% CI] | deadline misses [95% CI] | within limits | score [95% CI] |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     checked = spec.fidelity_check and t["config"].get("fidelity", "table") == "table" and t["label"] == "default"
@@ -525,12 +528,15 @@ def constrained_table(t: dict[str, Any], docs: Path = Path("docs")) -> list[str]
                          "what the environment observes and meets the limits can exceed it in expectation.")  # fmt: skip
     if live:
         lines.insert(1, "")
-        lines.insert(2, "*live PSNR*: the same policy (for learners, the mean over its seeds) on "
-                     f"{json.loads((docs / Path(spec.fidelity_check).with_suffix('.json')).read_text())['ranking']['sessions']} "
-                     "test sessions run live, the UE's denoising and decode on every request.")  # fmt: skip
+        sessions = json.loads((docs / Path(spec.fidelity_check).with_suffix(".json")).read_text())["ranking"][
+            "sessions"
+        ]
+        lines.insert(2, f"*live (table) PSNR*: the same policy on the first {sessions} test sessions run live (the UE's "
+                     "denoising and decode on every request), and in brackets the table on the same sessions; for "
+                     "learners, the mean over their seeds.")  # fmt: skip
     for row in t["rows"]:
         seen = live.get(row["policy"], [])
-        live_psnr = f"{np.mean(seen):.2f}" + (f" ({len(seen)} runs)" if len(seen) > 1 else "") if seen else "-"
+        live_psnr = f"{np.mean([v[0] for v in seen]):.2f} ({np.mean([v[1] for v in seen]):.2f})" if seen else "-"
         ok = all(row[k][0] <= limits.get(k, np.inf) + 1e-9 for k in evaluation.SESSION_COSTS)
         score = interval(row["score"]) if row["score"] is not None else "-"
         steps = ", ".join(f"{s // 1000}k" if s else "-" for s in row["training_steps"])

@@ -220,6 +220,7 @@ def main(args: Args) -> dict:
                 fresh = {key(c) for c in part["per_cell"]["cells"]}
                 merged_cells["cells"] = [c for c in merged_cells["cells"] if key(c) not in fresh]
                 merged_cells["cells"] += part["per_cell"]["cells"]
+                merged_cells.update({k: v for k, v in part["per_cell"].items() if k != "cells"})  # the latest grid
             if "ranking" in part:  # later parts add policies and fidelities, or replace them
                 merged = result.setdefault("ranking", {"sessions": part["ranking"]["sessions"], "policies": {}})
                 if merged["sessions"] != part["ranking"]["sessions"]:

@@ -271,8 +271,10 @@ def test_leaderboard_drops_records_of_an_earlier_quality_table_and_shows_live_sc
     assert not leaderboard.superseded_table({"env_id": "MEG-PowerControl-v0", "config": {}})
     spec = environment("MEG-SplitControl-v0")
     live = {"planner": {"psnr": [25.0, 24.0, 26.0]}, "ppo-lagrangian (1)": {"psnr": [24.0, 23.0, 25.0]},
-            "ppo-lagrangian (2)": {"psnr": [24.5, 23.5, 25.5]}}  # fmt: skip
+            "ppo-lagrangian (2)": {"psnr": [24.5, 23.5, 25.5]}, "myopic": {"psnr": [24.0, 23.0, 25.0]}}  # fmt: skip
+    table = {k: {"psnr": [v["psnr"][0] + 0.1, 0, 0]} for k, v in live.items() if k != "myopic"}
     (tmp_path / "split_table_validation.json").write_text(json.dumps({"ranking": {"sessions": 128,
-                                                                      "policies": {"live": live}}}))  # fmt: skip
-    assert leaderboard.live_scores(spec, tmp_path) == {"planner": [25.0], "ppo-lagrangian": [24.0, 24.5]}
+                                                                      "policies": {"live": live, "table": table}}}))  # fmt: skip
+    scores = leaderboard.live_scores(spec, tmp_path)  # myopic has no table score on those sessions: left out
+    assert scores == {"planner": [(25.0, 25.1)], "ppo-lagrangian": [(24.0, 24.1), (24.5, 24.6)]}
     assert leaderboard.live_scores(spec, tmp_path / "nowhere") == {}

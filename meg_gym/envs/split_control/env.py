@@ -464,9 +464,10 @@ class SplitControlEnv(gym.Env):
     constrained MDP.
 
     With `fidelity="table"` (default) the outcome of a request is read from the shipped quality table: measured
-    live per prompt, split step and scheme on an AWGN SNR grid from -40 to +60 dB (below -30 dB every scheme's
-    quality has floored; above +30 dB the seeds' has saturated and the raw latent's PSNR grows linearly in dB), with
-    several noise draws per cell; a request reads one draw of its prompt, interpolated linearly in SNR (dB). With one
+    live per prompt, split step and scheme on an AWGN SNR grid from -40 to +60 dB, 2.5 dB apart from -10 to
+    +10 dB where the curves bend and most requests fall, 5 to 10 dB apart elsewhere (below -30 dB every scheme's
+    quality changes by at most 0.1 dB per dB; above +30 dB the seeds' has saturated and the raw latent's PSNR grows
+    linearly in dB), with several noise draws per cell; a request reads one draw of its prompt, interpolated linearly in SNR (dB). With one
     block per request the request's SNR is the table's own axis: no abstraction stands between them. With
     `fidelity="live"` the UE's decode, denoising and image decode run on every request (`device` sets where). One
     seed gives the same sessions (channels, prompts, deadlines) under both fidelities. How far the table is from live

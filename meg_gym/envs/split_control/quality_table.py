@@ -38,10 +38,12 @@ __all__ = [
 ]
 
 DEFAULT_TABLE_DIR = ASSETS_DIR / "split-quality-table"
-# where every scheme's quality has floored (below -30 dB) to where the seeds saturate and the raw latent's PSNR is
-# still linear in SNR (dB); a request below the grid reads its lowest point, above it its highest
-DEFAULT_SNR_GRID_DB = (-40.0, -30.0, -25.0, -20.0, -15.0, -10.0, -5.0, 0.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 35.0,
-                       40.0, 50.0, 60.0)  # fmt: skip
+# from where every scheme's quality has (nearly) floored to where the seeds have saturated and the raw latent's PSNR
+# is linear in SNR (dB); 2.5 dB apart from -10 to +10 dB, where the curves bend most and most requests fall (linear
+# interpolation misses a convex curve's sag between 5 dB points); a request below the grid reads its lowest point,
+# above it its highest
+DEFAULT_SNR_GRID_DB = (-40.0, -30.0, -25.0, -20.0, -15.0, -10.0, -7.5, -5.0, -2.5, 0.0, 2.5, 5.0, 7.5, 10.0, 15.0, 20.0,
+                       25.0, 30.0, 35.0, 40.0, 50.0, 60.0)  # fmt: skip
 FORMAT = "meg-gym-split-quality-table"
 VERSION = 1
 
