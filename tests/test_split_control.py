@@ -3,6 +3,7 @@ its costs and the Safety-Gymnasium step, the quality table, and its references (
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 import warnings
 
@@ -341,6 +342,24 @@ def test_references_see_the_object_count_not_the_prompt():
     assert not np.array_equal(q[0], q[2])
     # while the table itself tells those two prompts apart
     assert not np.array_equal(sessions.table.values["psnr"][same[0]], sessions.table.values["psnr"][same[1]])
+
+
+def test_references_plan_on_the_train_prompts_estimate_and_the_bound_on_the_served_table():
+    test = sc.Sessions(SplitControlConfig(split="test"), 1)
+    train = sc.Sessions(SplitControlConfig(split="train"), 1)
+    first = int(np.flatnonzero(test.objects == 2)[0])
+    members = train.objects == 2
+    psnr = train.table.values["psnr"]
+    # a test prompt with two objects is valued by the train prompts with two objects, over their draws
+    np.testing.assert_allclose(test.planning_table.values["psnr"][first, ..., 0], psnr[members].mean((0, -1)),
+                               rtol=1e-6)  # fmt: skip
+    # which is not the test table's own mean (the two splits share no noise); on train they are the same
+    own = test.expected_table.values["psnr"][first, ..., 0]
+    assert np.abs(own - test.planning_table.values["psnr"][first, ..., 0]).max() > 0.1
+    assert train.planning_table is train.expected_table
+    with pytest.raises(ValueError, match="SNR grid differ"):
+        test.table.valued_by(dataclasses.replace(train.table, snr_db=train.table.snr_db + 1), test.objects,
+                             train.objects)  # fmt: skip
 
 
 def test_effective_snr_mappings():

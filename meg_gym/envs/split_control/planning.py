@@ -2,9 +2,9 @@
 
 Everything here reads the quality table, as ``fidelity="table"`` does. :func:`expected_quality` gives a request's
 expected reward for every (split step, scheme, energy) given what the environment's observation reveals: the mean
-over the prompts of the request's object count and over the table's noise draws
-(:attr:`Sessions.expected_table`), and, when the request's block gains are not known (several blocks per
-request), over a fixed sample of fading draws. No reference plans on a prompt's own table values: with a few noise
+over the prompts of the request's object count and over the noise draws (estimated on the train prompts:
+:attr:`Sessions.planning_table`), and, when the request's block gains are not known (several blocks per request),
+over a fixed sample of fading draws. No reference plans on a prompt's own table values: with a few noise
 draws per prompt, the best cell for a prompt is also the luckiest draw, a gain live runs do not repeat.
 
 **The planner** (:class:`DualPlanner`) sees a whole session in advance (mean SNRs, block gains, prompts and
@@ -16,7 +16,9 @@ duality. For multipliers ``lam`` on the UE-energy and deadline costs and ``mu`` 
 Why it bounds every policy that observes what the environment observes, in table mode: such a policy's expected
 return is ``E[sum_r q_r(a_r, E_r)]`` with ``q`` the mean over the prompts of the request's object count and over
 the noise draws (the prompt beyond its object count, and the draw, are independent of everything the policy has
-seen, and the planner knows no more of them either).
+seen, and the planner knows no more of them either). The bound is computed on that expectation as the environment
+serves it (:attr:`Sessions.expected_table`); the played planner, like every reference, plans on its estimate from
+the train prompts (:attr:`Sessions.planning_table`), so that its choices do not follow the test table's noise.
 For any policy that meets the cost limits in expectation and the ES budget in every session (the environment
 clips it), adding ``lam . (limits - costs) >= 0`` and ``mu (B - sum E) >= 0`` can only raise its value; the
 result is at most the per-request maximum over every action and every energy in ``[0, peak power x airtime]``
@@ -88,15 +90,16 @@ def _snr_db(sessions: Any, snr_db: np.ndarray, gains: np.ndarray, energies: np.n
 
 
 def expected_quality(sessions: Any, prompt: np.ndarray, snr_db: np.ndarray, gains: np.ndarray, energies: np.ndarray,
-                     grid_points: bool = False) -> np.ndarray:  # fmt: skip
+                     grid_points: bool = False, table: Any = None) -> np.ndarray:  # fmt: skip
     """Expected reward of requests (R,) for every split index, scheme index and energy: (R, S, M, J).
 
     ``gains`` (R, F, K) are the block gains averaged over (F = 1 when they are known); ``energies`` (M, J) are shared
-    by every request, or (R, M, J) its own. The table is :attr:`Sessions.expected_table` (pooled over the prompts of
-    the request's object count and the noise draws). With ``grid_points``, also returns the reward at the table's SNR grid points, (R, S, M, G),
-    and the effective SNRs (R, M, J, F), which the planner's bound needs.
+    by every request, or (R, M, J) its own. ``table`` is a pooled table (one value per object count); None is
+    :attr:`Sessions.planning_table`, what the references plan on (estimated on the train prompts). With
+    ``grid_points``, also returns the reward at the table's SNR grid points, (R, S, M, G), and the effective SNRs
+    (R, M, J, F), which the planner's bound needs.
     """
-    table = sessions.expected_table
+    table = sessions.planning_table if table is None else table
     reward = REWARDS[sessions.config.reward]
     metric = reward.metric
     eff = _snr_db(sessions, snr_db, gains, energies)  # (R, M, J, F)
@@ -117,10 +120,13 @@ class DualPlanner:
     Args:
         sessions: The environment's :class:`meg_gym.envs.split_control.env.Sessions` (config and table).
         points: Energy grid points per scheme.
+        table: The expected quality it plans on: None is :attr:`Sessions.planning_table` (the played planner);
+            the bound on the environment's policies takes the environment's own, :attr:`Sessions.expected_table`.
     """
 
-    def __init__(self, sessions: Any, points: int = 33):
+    def __init__(self, sessions: Any, points: int = 33, table: Any = None):
         self.sessions = sessions
+        self.table = table
         self.config = sessions.config
         self.energies = energy_grid(sessions, points)  # (M, J)
         self.budget = float(sessions.budget.budget[0])
@@ -137,7 +143,7 @@ class DualPlanner:
         grid_db = self.sessions.table.snr_db
         for pv in previews:
             q, at_grid, eff = expected_quality(self.sessions, pv["prompt"], pv["snr_db"], pv["gains"][:, None, :],
-                                               self.energies, grid_points=True)  # fmt: skip
+                                               self.energies, grid_points=True, table=self.table)  # fmt: skip
             eff = eff[..., 0]  # (R, M, J)
             lo, hi = eff[:, :, :-1], eff[:, :, 1:]
             inside = (grid_db > lo[..., None]) & (grid_db < hi[..., None])  # (R, M, J-1, G)

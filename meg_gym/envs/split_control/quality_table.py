@@ -39,11 +39,10 @@ __all__ = [
 
 DEFAULT_TABLE_DIR = ASSETS_DIR / "split-quality-table"
 # from where every scheme's quality has (nearly) floored to where the seeds have saturated and the raw latent's PSNR
-# is linear in SNR (dB); 2.5 dB apart from -10 to +10 dB, where the curves bend most and most requests fall (linear
-# interpolation misses a convex curve's sag between 5 dB points); a request below the grid reads its lowest point,
-# above it its highest
-DEFAULT_SNR_GRID_DB = (-40.0, -30.0, -25.0, -20.0, -15.0, -10.0, -7.5, -5.0, -2.5, 0.0, 2.5, 5.0, 7.5, 10.0, 15.0, 20.0,
-                       25.0, 30.0, 35.0, 40.0, 50.0, 60.0)  # fmt: skip
+# is linear in SNR (dB); a request below the grid reads its lowest point, above it its highest. The live check at the
+# midpoints (docs/split_table_validation.md) found no interpolation bias that finer steps would remove.
+DEFAULT_SNR_GRID_DB = (-40.0, -30.0, -25.0, -20.0, -15.0, -10.0, -5.0, 0.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 35.0,
+                       40.0, 50.0, 60.0)  # fmt: skip
 FORMAT = "meg-gym-split-quality-table"
 VERSION = 1
 
@@ -132,17 +131,41 @@ class QualityTable:
         so given the object count, prompt and draw are uniform over the group's cells. Linear interpolation in SNR
         commutes with the mean, so :meth:`lookup` on the pooled table is the mean of the lookups.
         """
-        groups = np.asarray(groups)
-        if groups.shape != (self.num_prompts,):
-            raise ValueError(f"groups must give one label per prompt ({self.num_prompts}), got shape {groups.shape}")
+        return self.valued_by(self, groups, groups)
+
+    def valued_by(self, source: QualityTable, groups: np.ndarray, source_groups: np.ndarray) -> QualityTable:
+        """This table's prompts, each valued by ``source``'s mean over its prompts of the same group and over its
+        noise draws (``source``'s mean over all its prompts for a group it lacks); one draw left.
+
+        With ``source`` another split's table this estimates every cell from measurements that share none of
+        this table's noise (see ``Sessions.planning_table``).
+        """
+        groups, source_groups = np.asarray(groups), np.asarray(source_groups)
+        if groups.shape != (self.num_prompts,) or source_groups.shape != (source.num_prompts,):
+            raise ValueError(
+                f"groups must give one label per prompt ({self.num_prompts} here, {source.num_prompts} in the "
+                f"source), got shapes {groups.shape} and {source_groups.shape}"
+            )
+        same_axes = (source.split_steps == self.split_steps and source.schemes == self.schemes
+                     and np.array_equal(source.snr_db, self.snr_db))  # fmt: skip
+        if not same_axes:
+            raise ValueError(
+                f"the {source.split!r} table's split steps, schemes or SNR grid differ from the {self.split!r} "
+                "table's; build both splits' tables with the same scripts/build_quality_table.py settings"
+            )
         values = {}
-        for name, v in self.values.items():
-            out = np.empty((*v.shape[:-1], 1), dtype=np.float64)
+        for name, v in source.values.items():
+            v = v.astype(np.float64)
+            overall = v.mean(axis=(0, -1), keepdims=True)[..., :1]
+            out = np.empty((self.num_prompts, *v.shape[1:-1], 1), dtype=np.float64)
             for label in np.unique(groups):
-                members = groups == label
-                out[members] = v[members].astype(np.float64).mean(axis=(0, -1), keepdims=True)[..., :1]
+                members = source_groups == label
+                out[groups == label] = (
+                    v[members].mean(axis=(0, -1), keepdims=True)[..., :1] if members.any() else overall
+                )
             values[name] = out
-        return dataclasses.replace(self, values=values, meta={**self.meta, "pooled": "by group, over draws"})
+        meta = {**self.meta, "pooled": f"by group, over the prompts and draws of the {source.split!r} table"}
+        return dataclasses.replace(self, values=values, meta=meta)
 
     # ------------------------------------------------------------------ files
     def save(self, folder: Path | str) -> Path:

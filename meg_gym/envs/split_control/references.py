@@ -20,9 +20,9 @@ tuning, it is tuned on sessions of the *train* prompts (fixed seeds), never on t
   on average (their costs are known exactly in advance). Its bound (an upper bound on every policy that observes
   what the environment observes) is computed by ``scripts/evaluate_split_control.py``.
 
-Every policy here plans on the expected quality given what the observation reveals: the table pooled over the
-prompts of the request's object count and over the noise draws (:attr:`Sessions.expected_table`), never on a
-prompt's own table values; with several blocks per request, causal policies also average over a fixed sample of
+Every policy here plans on the expected quality given what the observation reveals: the mean over the prompts of
+the request's object count and over the noise draws, estimated on the TRAIN prompts' table, as a learner would
+(:attr:`Sessions.planning_table`), never on a prompt's own table values, nor on the test table it is scored on; with several blocks per request, causal policies also average over a fixed sample of
 fading draws (:func:`meg_gym.envs.split_control.planning.fading_samples`). With `csi_error_var` > 0 they take the
 reported SNR as the truth (certainty equivalence).
 """
