@@ -2,7 +2,9 @@
 
 The fixture (tests/fixtures/episode_results.json, written by tests/episode_fixture.py) was recorded at the
 commit it names, before the link-core restructure; a change meant to keep the simulation as it is must pass
-this unchanged. Tolerance 1e-5 (dB for PSNR), far below any effect a policy comparison could see. The fixture
+this unchanged. Tolerance 1e-4 (dB for PSNR), far below any effect a policy comparison could see. (It was 1e-5
+until 2026-12-02, when a fresh install of the same pins moved one value in each of two cases by up to 4e-5 dB at an unchanged
+commit, 6108712: float rounding in a newer dependency release, not a change of the simulation.) The fixture
 was recorded with torch's VAE decoder, so these tests pin it; ONNX Runtime's decoder (meg_gym/generation/onnx_decoder.py,
 the default on CPUs where it is installed) is held to the same episodes at 2e-3 dB.
 """
@@ -16,6 +18,7 @@ import pytest
 from episode_fixture import FIXTURE, MULTI_CELL_CASES, POWER_CONTROL_CASES, multi_cell_results, power_control_results
 
 RECORDED = json.loads(FIXTURE.read_text())["results"]
+FIXTURE_ATOL = 1e-4  # dB (PSNR), or the metric's own unit
 
 
 @pytest.fixture(autouse=True)
@@ -27,14 +30,14 @@ def torch_decoder(monkeypatch):
 def test_power_control_episodes_match_the_fixture(name, kwargs, num_envs, rollouts):
     now = power_control_results(kwargs, num_envs, rollouts)
     for key, values in RECORDED[name].items():
-        np.testing.assert_allclose(now[key], values, rtol=0, atol=1e-5, err_msg=f"{name}: {key}")
+        np.testing.assert_allclose(now[key], values, rtol=0, atol=FIXTURE_ATOL, err_msg=f"{name}: {key}")
 
 
 @pytest.mark.parametrize("name,kwargs,num_envs,rollouts", MULTI_CELL_CASES, ids=[c[0] for c in MULTI_CELL_CASES])
 def test_multi_cell_episodes_match_the_fixture(name, kwargs, num_envs, rollouts):
     now = multi_cell_results(kwargs, num_envs, rollouts)
     for key, values in RECORDED[name].items():
-        np.testing.assert_allclose(now[key], values, rtol=0, atol=1e-5, err_msg=f"{name}: {key}")
+        np.testing.assert_allclose(now[key], values, rtol=0, atol=FIXTURE_ATOL, err_msg=f"{name}: {key}")
 
 
 @pytest.mark.parametrize("case", [POWER_CONTROL_CASES[0], POWER_CONTROL_CASES[3]], ids=lambda c: c[0])
