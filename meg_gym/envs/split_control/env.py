@@ -71,11 +71,14 @@ def prompt_objects(prompt: str) -> int:
     return len(re.findall(r"\ba (?:large|small)\b", prompt))
 
 
-def split_objects(table: Any, config: SplitControlConfig) -> np.ndarray:
-    """The object count (capped at MAX_OBJECTS) of each prompt of a quality table, from the config's cache."""
-    from meg_gym.cache import LatentCache
+def unit_complex_noise(seed: int, n: int) -> np.ndarray:
+    """``n`` samples of CN(0, 1) channel noise seeded by ``seed`` (one request's live noise)."""
+    drawn = np.random.default_rng(seed).standard_normal((2, n))
+    return (drawn[0] + 1j * drawn[1]) * math.sqrt(0.5)
 
-    prompts = LatentCache.load(config.cache_dir).prompts
+
+def split_objects(table: Any, prompts: list[str]) -> np.ndarray:
+    """The object count (capped at MAX_OBJECTS) of each prompt of a quality table; ``prompts`` are the cache's."""
     return np.array([min(prompt_objects(prompts[r]), MAX_OBJECTS) for r in table.rows], dtype=np.float64)
 
 
@@ -148,7 +151,7 @@ class Sessions:
         self.levels = np.array(config.energy_levels)
         self.sizes = (len(self.split_steps), len(config.schemes), len(self.levels))
         self.prompts = [cache.prompts[r] for r in self.table.rows]
-        self.objects = np.array([min(prompt_objects(p), MAX_OBJECTS) for p in self.prompts], dtype=np.float64)
+        self.objects = split_objects(self.table, cache.prompts)
         half = config.profile_latent_elements // 2
         ratios = np.array([float(SCHEME_RATIOS[s]) for s in config.schemes])
         self.airtime_s = ratios * half / config.symbol_rate_hz  # per scheme index
@@ -234,8 +237,11 @@ class Sessions:
             if self.config.split == "train":
                 self._planning_table = self.expected_table
             else:
+                from meg_gym.cache import LatentCache
+
                 train = shared_table("train", self.config.table_dir)
-                self._planning_table = self.table.valued_by(train, self.objects, split_objects(train, self.config))
+                prompts = LatentCache.load(self.config.cache_dir).prompts
+                self._planning_table = self.table.valued_by(train, self.objects, split_objects(train, prompts))
         return self._planning_table
 
     # ---------------------------------------------------------------- state
@@ -271,9 +277,7 @@ class Sessions:
         key = int(rng.integers(2**63))
         if self.live is None:
             return key % self.table.num_draws
-        n = self.live_symbols
-        noise = np.random.default_rng(key).standard_normal((2, n))
-        return (noise[0] + 1j * noise[1]) * math.sqrt(0.5)
+        return unit_complex_noise(key, self.live_symbols)
 
     def _new_request(self, envs: np.ndarray, rngs, first: bool) -> None:
         for i in envs:
@@ -672,9 +676,7 @@ class SplitControlEnv(gym.Env):
         noise = last["noise"]
         label = f"received: {last['scheme']}, split {last['split_step']}, {last['quality']:.1f} dB"
         if noise is None or not isinstance(noise, np.ndarray):
-            rng = np.random.default_rng(len(self._history))
-            drawn = rng.standard_normal((2, max(ue.num_symbols(s) for s in cfg.schemes)))
-            noise = (drawn[0] + 1j * drawn[1]) * math.sqrt(0.5)
+            noise = unit_complex_noise(len(self._history), max(ue.num_symbols(s) for s in cfg.schemes))
             label = (f"a live draw at its SNR: {last['scheme']}, split {last['split_step']} "
                      f"(the table's draw: {last['quality']:.1f} dB)")  # fmt: skip
         block_snr = channel.db_to_linear(np.asarray(last["block_snr_db"], dtype=np.float64)).reshape(1, -1)
