@@ -1,8 +1,11 @@
-"""PPO-Lagrangian for MEG-SplitControl-v0's constrained MDP, in one file (CleanRL's style, our own code).
+"""PPO-Lagrangian (and PID-Lagrangian) for MEG-SplitControl-v0's constrained MDP, in one file (CleanRL's style).
 
     python baselines/ppo_lagrangian.py                                       # PPO-Lagrangian, 600k steps
+    python baselines/ppo_lagrangian.py --multiplier-update pid --exp-name ppo_pid_lagrangian   # PID-Lagrangian
     python baselines/ppo_lagrangian.py --multiplier-lr 0 --initial-multipliers 1.0 1.0 --exp-name ppo_penalty
                                                                                # PPO with a fixed penalty
+    python baselines/ppo_lagrangian.py --env-id meg_gym/TabularCMDP-v0 --total-timesteps 100000
+                                                                               # the check against an LP optimum
 
 The policy is a product of three categorical distributions (split step, scheme, energy level: the env's
 MultiDiscrete action). Each step's reward is the request's image quality; each cost of ``info["costs"]`` is divided
@@ -14,6 +17,17 @@ constraint, ``lam_c <- max(0, lam_c + multiplier_lr * (mean episode cost_c / lim
 a margin below each limit: the Lagrangian method
 of Ray, Achiam & Amodei, "Benchmarking Safe Exploration in Deep Reinforcement Learning" (OpenAI, 2019). With
 ``--multiplier-lr 0`` the multipliers stay at ``--initial-multipliers``: PPO with a fixed penalty.
+
+``--multiplier-update pid`` sets each multiplier by a PID controller on its constraint instead (Stooke, Achiam &
+Abbeel, "Responsive Safety in Reinforcement Learning by PID Lagrangian Methods", ICML 2020, Algorithm 2): with
+the error ``e = cost / limit - (1 - margin)``, the integral ``I <- max(0, I + e)`` and an exponential average
+``J`` of the episode cost, ``lam = max(0, kp * (J - (1 - margin)) + ki * I + kd * max(0, J - J_previous))``. The
+integral term alone is the gradient method above (with ``ki`` as its step); the proportional and derivative
+terms react to a rising cost before the integral has built up, which damps the oscillation of the multipliers.
+
+The costs are whatever the environment's ``info["costs"]`` holds, with its ``cost_limits``
+(``meg_gym.constrained``); a Discrete action space is one head. Learning curves and the violations incurred while
+training go to ``runs/{run_name}/curves.jsonl`` (and tensorboard).
 
 Sessions are 32 requests and the rollout is one session per environment (``--num-steps 32``, same-step
 autoreset), so every rollout ends with complete sessions whose costs update the multipliers. At the end the
@@ -28,22 +42,20 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn as nn
 import tyro
-from gymnasium.vector import AutoresetMode
 from torch.distributions.categorical import Categorical
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 import meg_gym  # noqa: F401  (registers the environments)
-from meg_gym import evaluation
+from meg_gym import constrained, evaluation
 from meg_gym.config import SplitControlConfig
-from meg_gym.envs.split_control.env import COST_NAMES, OBS_NAMES
 
 ALGORITHM = "ppo-lagrangian"
 
@@ -110,12 +122,27 @@ class Args:
     """the multipliers aim at (1 - margin) x each limit: the deterministic policy evaluated at the end and the test
     prompts differ from the stochastic training policy, and a run aimed at the limit itself ended above it (83 J of
     80, one trial)"""
-    initial_multipliers: tuple[float, ...] = (0.0, 0.0)
-    """the multipliers' initial values, one per cost (ue_energy, deadline_miss)"""
+    initial_multipliers: tuple[float, ...] = (0.0,)
+    """the multipliers' initial values, one per cost (MEG-SplitControl-v0: ue_energy, deadline_miss), or one for all"""
+    multiplier_update: Literal["gradient", "pid"] = "gradient"
+    """how the multipliers follow the constraints: dual gradient ascent, or a PID controller (Stooke et al. 2020)"""
+    pid_kp: float = 1.0
+    """PID: proportional gain on the (smoothed) cost above its target"""
+    pid_ki: float = 0.05
+    """PID: integral gain (the gradient method's step, multiplier_lr, plays this role there)"""
+    pid_kd: float = 0.5
+    """PID: derivative gain on a rising (smoothed) cost"""
+    pid_smoothing: float = 0.8
+    """PID: weight of the past in the exponential average of the episode cost behind the P and D terms"""
     eval_episodes: int = evaluation.DEFAULT_EVAL_EPISODES
     """test-split sessions in the final evaluation"""
     eval_seed: int = evaluation.EVAL_SEED
     """first seed of the final evaluation"""
+    train_split: str = "train"
+    """prompts to train on: "train", or "fit" (train minus the validation prompts) when tuning on the validation prompts"""
+    validation_episodes: int = 0
+    """episodes on the held-out validation prompts after training, written to validation.json (needs --train-split
+    fit; the sweep's tuning sets both)"""
 
 
 # Copied from baselines/ppo_continuous_action.py
@@ -176,6 +203,12 @@ class Agent(nn.Module):
         """The mode of each head, for deterministic evaluation."""
         return torch.stack([h.probs.argmax(1) for h in self.heads(obs)], dim=1)
 
+    def joint_probabilities(self, obs: np.ndarray) -> np.ndarray:
+        """The stochastic policy's probability of every joint action, ``(batch, prod(nvec))``."""
+        with torch.no_grad():
+            heads = self.heads(torch.as_tensor(np.asarray(obs, dtype=np.float32)))
+        return constrained.joint_probabilities([h.probs.numpy() for h in heads])
+
 
 def load_policy(run_dir: str | Path) -> Callable[[np.ndarray, Any], np.ndarray]:
     """The deterministic policy of a run saved with --save-model: ``policy(obs, env) -> actions (num_envs, 3)``.
@@ -183,28 +216,32 @@ def load_policy(run_dir: str | Path) -> Callable[[np.ndarray, Any], np.ndarray]:
     Reads only the run's model.json and model.safetensors (no stored code runs).
     """
     meta, state = evaluation.load_saved_run(run_dir, "model.safetensors")
-    agent = Agent(int(meta.get("obs_dim", len(OBS_NAMES))), meta["nvec"], len(COST_NAMES))
+    agent = Agent(int(meta["obs_dim"]), meta["nvec"], len(meta.get("cost_names", ("ue_energy", "deadline_miss"))))
     try:
         agent.load_state_dict(state)
     except RuntimeError as err:
         raise SystemExit(f"{run_dir}: the saved agent does not fit this version's network ({err})") from err
     agent.eval()
 
+    discrete = bool(meta.get("discrete", False))
+
     def policy(obs: np.ndarray, env: Any) -> np.ndarray:
         with torch.no_grad():
-            return agent.act(torch.as_tensor(np.asarray(obs, dtype=np.float32))).numpy()
+            actions = agent.act(torch.as_tensor(np.asarray(obs, dtype=np.float32))).numpy()
+        return actions[:, 0] if discrete else actions
 
     return policy
 
 
 def policy_name(args: Any) -> str:
+    if args.multiplier_update == "pid":
+        return "ppo-pid-lagrangian"
     return "ppo-penalty" if args.multiplier_lr == 0 else "ppo-lagrangian"
 
 
 if __name__ == "__main__":
     args = tyro.cli(Args)
-    if len(args.initial_multipliers) != len(COST_NAMES):
-        raise SystemExit(f"--initial-multipliers needs {len(COST_NAMES)} values, one per cost {COST_NAMES}")
+    evaluation.check_tuning_splits(args.train_split, args.validation_episodes)
     args.batch_size = int(args.num_envs * args.num_steps)
     args.minibatch_size = int(args.batch_size // args.num_minibatches)
     args.num_iterations = max(1, args.total_timesteps // args.batch_size)
@@ -224,20 +261,19 @@ if __name__ == "__main__":
     torch.backends.cudnn.deterministic = args.torch_deterministic
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
 
-    envs = gym.make_vec(
-        args.env_id,
-        num_envs=args.num_envs,
-        vectorization_mode="vector_entry_point",
-        autoreset_mode=AutoresetMode.SAME_STEP,
-        **{**evaluation.env_kwargs(args.env), "split": "train"},
-    )
-    limits = np.array([envs.unwrapped.cost_limits[c] for c in COST_NAMES])
+    envs = constrained.make_training_envs(args.env_id, args.num_envs, args.env, split=args.train_split)
+    cost_limits = constrained.cost_limits(envs)
+    cost_names, limits = list(cost_limits), np.array(list(cost_limits.values()))
+    num_costs = len(cost_names)
+    if len(args.initial_multipliers) not in (1, num_costs):
+        raise SystemExit(f"--initial-multipliers needs 1 or {num_costs} values, one per cost {cost_names}")
     obs_dim = envs.single_observation_space.shape[0]
-    nvec = [int(n) for n in envs.single_action_space.nvec]
-    num_costs = len(COST_NAMES)
+    discrete = isinstance(envs.single_action_space, gym.spaces.Discrete)
+    nvec = [int(envs.single_action_space.n)] if discrete else [int(n) for n in envs.single_action_space.nvec]
     agent = Agent(obs_dim, nvec, num_costs).to(device)
     optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5)
-    multipliers = torch.tensor(args.initial_multipliers, dtype=torch.float32)
+    multipliers = torch.tensor(args.initial_multipliers, dtype=torch.float32).expand(num_costs).clone()
+    pid = {"integral": torch.zeros(num_costs), "smoothed": None}  # the PID controller's state
 
     obs = torch.zeros((args.num_steps, args.num_envs, obs_dim), device=device)
     actions = torch.zeros((args.num_steps, args.num_envs, len(nvec)), dtype=torch.long, device=device)
@@ -248,7 +284,8 @@ if __name__ == "__main__":
 
     start_iteration, global_step = 1, 0
     checkpoint = run_dir / "checkpoint.pt"
-    if args.resume and checkpoint.exists():
+    resumed = args.resume and checkpoint.exists()
+    if resumed:
         try:
             state = torch.load(checkpoint, weights_only=True, map_location=device)
         except Exception as err:  # torch raises several types for truncated or foreign files
@@ -256,8 +293,11 @@ if __name__ == "__main__":
         agent.load_state_dict(state["agent"])
         optimizer.load_state_dict(state["optimizer"])
         multipliers = state["multipliers"].cpu()
+        pid["integral"] = state.get("pid_integral", pid["integral"]).cpu()
+        pid["smoothed"] = state.get("pid_smoothed")
         start_iteration, global_step = int(state["iteration"]) + 1, int(state["global_step"])
         print(f"resumed {run_name} at iteration {start_iteration}, step {global_step}")
+    curves = constrained.TrainingCurves(run_dir, writer, cost_names, resume=resumed)
     start_time, start_step = time.time(), global_step
     progress = tqdm(
         total=args.num_iterations * args.num_steps * args.num_envs, initial=global_step, unit="step", mininterval=2.0
@@ -265,12 +305,12 @@ if __name__ == "__main__":
     next_obs, _ = envs.reset(seed=args.seed + 1000 * (start_iteration - 1))
     next_obs = torch.tensor(next_obs, device=device)
     next_done = torch.zeros(args.num_envs, device=device)
-    session_costs = np.zeros((args.num_envs, num_costs))
+    tracker = constrained.EpisodeTracker(args.num_envs, num_costs)
 
     for iteration in range(start_iteration, args.num_iterations + 1):
         if args.anneal_lr:
             optimizer.param_groups[0]["lr"] = (1.0 - (iteration - 1.0) / args.num_iterations) * args.learning_rate
-        finished_costs, finished_quality = [], []
+        finished_returns, finished_costs = [], []
 
         for step in range(args.num_steps):
             global_step += args.num_envs
@@ -282,20 +322,17 @@ if __name__ == "__main__":
                 values[step] = value
             actions[step] = action
             logprobs[step] = logprob
-            next_obs_np, reward, terminations, truncations, infos = envs.step(action.cpu().numpy())
-            # with same-step autoreset, the step that ends a session reports its info in final_info
-            step_info = infos["final_info"] if "final_info" in infos else infos
-            costs = np.stack([step_info["costs"][c] for c in COST_NAMES], axis=1) / limits
-            session_costs += costs
+            env_action = action[:, 0] if discrete else action
+            next_obs_np, reward, terminations, truncations, infos = envs.step(env_action.cpu().numpy())
+            costs = constrained.step_costs(infos, cost_names, args.num_envs) / limits
             signals[step, :, 0] = torch.tensor(reward * args.reward_scale, device=device, dtype=torch.float32)
             signals[step, :, 1:] = torch.tensor(costs, device=device, dtype=torch.float32)
-            next_obs = torch.tensor(next_obs_np, device=device)
+            next_obs = torch.tensor(next_obs_np, device=device, dtype=torch.float32)
             ended = np.logical_or(terminations, truncations)
             next_done = torch.tensor(ended, device=device, dtype=torch.float32)
-            if ended.any():
-                finished_costs.append(session_costs[ended].copy())
-                finished_quality.append(step_info["session_mean_quality"][ended])
-                session_costs[ended] = 0.0
+            episode_returns, episode_costs = tracker.step(np.asarray(reward, dtype=np.float64), costs, ended)
+            finished_returns.append(episode_returns)
+            finished_costs.append(episode_costs)
 
         # generalised advantage estimates of the return and of every cost; a session's last step does not bootstrap
         with torch.no_grad():
@@ -312,18 +349,24 @@ if __name__ == "__main__":
                 advantages[t] = lastgaelam
             returns = advantages + values
 
-        # dual ascent on each constraint, from the sessions this rollout finished
-        if finished_costs:
-            episode_costs = np.concatenate(finished_costs).mean(0)
-            multipliers = torch.clamp(
-                multipliers
-                + args.multiplier_lr * torch.tensor(episode_costs - (1.0 - args.cost_margin), dtype=torch.float32),
-                min=0.0,
-            )
-            for c, name in enumerate(COST_NAMES):
-                writer.add_scalar(f"costs/{name}_over_limit", float(episode_costs[c]), global_step)
+        # the multipliers follow each constraint, from the episodes this rollout finished
+        row = curves.add(global_step, finished_returns, finished_costs)
+        if row is not None:
+            error = torch.tensor(row["cost_over_limit"], dtype=torch.float32) - (1.0 - args.cost_margin)
+            if args.multiplier_update == "gradient":
+                multipliers = torch.clamp(multipliers + args.multiplier_lr * error, min=0.0)
+            else:
+                cost = torch.tensor(row["cost_over_limit"], dtype=torch.float32)
+                previous = cost if pid["smoothed"] is None else pid["smoothed"]
+                pid["smoothed"] = args.pid_smoothing * previous + (1.0 - args.pid_smoothing) * cost
+                pid["integral"] = torch.clamp(pid["integral"] + error, min=0.0)
+                rising = torch.clamp(pid["smoothed"] - previous, min=0.0)
+                proportional = pid["smoothed"] - (1.0 - args.cost_margin)
+                multipliers = torch.clamp(
+                    args.pid_kp * proportional + args.pid_ki * pid["integral"] + args.pid_kd * rising, min=0.0
+                )
+            for c, name in enumerate(cost_names):
                 writer.add_scalar(f"costs/multiplier_{name}", float(multipliers[c]), global_step)
-            writer.add_scalar("charts/image_quality_psnr", float(np.concatenate(finished_quality).mean()), global_step)
 
         b_obs = obs.reshape((-1, obs_dim))
         b_logprobs, b_actions = logprobs.reshape(-1), actions.reshape((-1, len(nvec)))
@@ -365,10 +408,14 @@ if __name__ == "__main__":
         progress.set_postfix(SPS=sps, lam=[round(float(m), 2) for m in multipliers], refresh=False)
         if args.save_model and (iteration % 20 == 0 or iteration == args.num_iterations):
             run_dir.mkdir(parents=True, exist_ok=True)
-            state = {"agent": agent.state_dict(), "optimizer": optimizer.state_dict(), "multipliers": multipliers}
+            state = {"agent": agent.state_dict(), "optimizer": optimizer.state_dict(), "multipliers": multipliers,
+                     "pid_integral": pid["integral"]}  # fmt: skip
+            if pid["smoothed"] is not None:
+                state["pid_smoothed"] = pid["smoothed"]
             torch.save({**state, "iteration": iteration, "global_step": global_step}, checkpoint)
     progress.close()
     envs.close()
+    wall_time = time.time() - start_time
 
     if args.save_model:
         from safetensors.torch import save_file
@@ -377,11 +424,14 @@ if __name__ == "__main__":
         (run_dir / "model.json").write_text(
             json.dumps(
                 {
-                    "algorithm": ALGORITHM,
+                    "algorithm": policy_name(args),
                     "learner": Path(__file__).stem,
                     "obs_dim": obs_dim,
                     "nvec": nvec,
+                    "discrete": discrete,
+                    "cost_names": cost_names,
                     "multipliers": multipliers.tolist(),
+                    "train_wall_time_s": wall_time,
                     "args": asdict(args),
                 },
                 default=str,
@@ -392,18 +442,11 @@ if __name__ == "__main__":
 
     def policy(observations, env):
         with torch.no_grad():
-            return agent.act(torch.as_tensor(observations, device=device)).cpu().numpy()
+            chosen = agent.act(torch.as_tensor(observations, device=device)).cpu().numpy()
+        return chosen[:, 0] if discrete else chosen
 
-    result = evaluation.evaluate_policy(
-        policy, args.env_id, evaluation.env_kwargs(args.env), episodes=args.eval_episodes, seed=args.eval_seed
-    )
-    path = evaluation.write_eval(run_dir / "eval.json", result, policy_name(args), run_name, asdict(args))
-    for key in ("quality", "psnr", "ssim", "energy_used", "ue_energy", "deadline_miss"):
-        writer.add_scalar(f"eval/{key}", result[key]["mean"], global_step)
-    print(
-        f"test-split PSNR {result['psnr']['mean']:.2f} dB, UE energy {result['ue_energy']['mean']:.1f} J "
-        f"(limit {limits[0]:g}), deadline misses {result['deadline_miss']['mean']:.2f} (limit {limits[1]:g}) over "
-        f"{result['episodes']} sessions -> {path}"
+    result = constrained.final_check(
+        args.env_id, run_dir, policy, agent.joint_probabilities, policy_name(args), run_name, args, args.env
     )
     writer.close()
     if tracking is not None:

@@ -29,6 +29,13 @@ def _register_envs() -> None:
                 vector_entry_point=spec.vector_class,
                 max_episode_steps=None,
             )
+    # not a MEG task: the small constrained MDP with a known optimum that checks the constrained learners
+    if "meg_gym/TabularCMDP-v0" not in registry:
+        register(
+            id="meg_gym/TabularCMDP-v0",
+            entry_point="meg_gym.envs.tabular_cmdp:TabularCMDPEnv",
+            vector_entry_point="meg_gym.envs.tabular_cmdp:TabularCMDPVectorEnv",
+        )
 
 
 _register_envs()

@@ -27,6 +27,7 @@ was run in. Policies renamed since a record was made are shown under their curre
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import platform
@@ -59,6 +60,9 @@ class Args:
     """the page; its .json (the database) and a -profile.png sit beside it"""
     fresh: bool = False
     """ignore the records already in the database"""
+    drop: list[str] = field(default_factory=list)
+    """remove the records whose run name matches one of these glob patterns (a superseded or withdrawn
+    submission), e.g. --drop 'MEG-SplitControl-v0__ppo_*'"""
     reps: int = 2000
     """bootstrap resamples for the confidence intervals"""
     seed: int = 0
@@ -163,12 +167,25 @@ def record_from(data: dict[str, Any], source: str, sha256: str, policy: str | No
             if key in data
         },
         **({"cost_limits": data["cost_limits"]} if "cost_limits" in data else {}),
+        **({"violations": session_violations(data)} if "cost_limits" in data else {}),
         "git_commit": data["git_commit"],
         "meg_gym_version": data["meg_gym_version"],
         "created": data["created"],
         "source": source,
         "sha256": sha256,
     }
+
+
+def session_violations(data: dict[str, Any]) -> dict[str, float]:
+    """The share of an eval.json's test sessions whose sum of a cost exceeds its limit, per cost and for any cost."""
+    over = {
+        key: np.asarray(data[key]["per_episode"], dtype=np.float64) > float(limit) * (1 + 1e-9)
+        for key, limit in data["cost_limits"].items()
+        if key in data
+    }
+    shares = {key: float(v.mean()) for key, v in over.items()}
+    shares["any"] = float(np.logical_or.reduce(list(over.values())).mean()) if over else 0.0
+    return shares
 
 
 def find_evals(paths: list[Path]) -> list[Path]:
@@ -353,7 +370,28 @@ def cost_rates(runs: list[dict[str, Any]]) -> dict[str, Any]:
         episode_se = np.array([r[key]["episode_std"] for r in runs]) / np.sqrt(runs[0]["episodes"])
         se = np.sqrt(np.mean(episode_se**2) / len(runs) + (means.var(ddof=1) / len(runs) if len(runs) > 1 else 0.0))
         out[key] = [float(means.mean()), float(means.mean() - 1.96 * se), float(means.mean() + 1.96 * se)]
+    if all("violations" in r for r in runs):
+        out["violation_share"] = {key: violation_interval(runs, key) for key in runs[0]["violations"]}
     return out
+
+
+def violation_interval(runs: list[dict[str, Any]], key: str) -> list[float]:
+    """[share, low, high]: the share of test sessions over a limit with a 95% interval.
+
+    One run: Wilson's score interval over its sessions (it stays inside [0, 1] and is not empty at a share of 0).
+    Several runs: the mean of the runs' shares, normal across the runs, widened by each run's binomial spread.
+    """
+    shares = np.array([r["violations"][key] for r in runs])
+    n = runs[0]["episodes"]
+    if len(runs) == 1:
+        p, z = shares[0], 1.96
+        centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+        half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+        return [float(p), float(max(0.0, centre - half)), float(min(1.0, centre + half))]
+    binomial = np.mean(shares * (1 - shares) / n) / len(runs)
+    se = np.sqrt(binomial + shares.var(ddof=1) / len(runs))
+    mean = shares.mean()
+    return [float(mean), float(max(0.0, mean - 1.96 * se)), float(min(1.0, mean + 1.96 * se))]
 
 
 def performance_profile(tables: list[dict[str, Any]], path: Path, reps: int, seed: int) -> list[str]:
@@ -503,7 +541,9 @@ def constrained_table(t: dict[str, Any], docs: Path = Path("docs")) -> list[str]
     lines = [
         f"Every number is per session of the test split (PSNR: mean per request). Costs are sums per session with "
         f"95% intervals, against the limits UE energy {limits.get('ue_energy', '?')} J and deadline misses "
-        f"{limits.get('deadline_miss', '?')}; *score* is normalised, 0 = `{spec.baseline_policy}`, "
+        f"{limits.get('deadline_miss', '?')}; *within limits*: the mean cost per session meets each limit; "
+        f"*sessions over a limit*: the share of test sessions whose UE energy / deadline misses exceed the limit; "
+        f"*score* is normalised, 0 = `{spec.baseline_policy}`, "
         f"1 = `{spec.upper_reference}` (the played non-causal planner, not its bound). Fidelity: "
         f"{t['config'].get('fidelity', 'table')}"
         + (
@@ -513,8 +553,8 @@ def constrained_table(t: dict[str, Any], docs: Path = Path("docs")) -> list[str]
             else "."
         ),
         "",
-        "| policy | runs | training steps | PSNR IQM [95% CI] | PSNR mean [95% CI] | live (table) PSNR | UE energy (J) [95% CI] | deadline misses [95% CI] | within limits | score [95% CI] |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| policy | runs | training steps | PSNR IQM [95% CI] | PSNR mean [95% CI] | live (table) PSNR | UE energy (J) [95% CI] | deadline misses [95% CI] | within limits | sessions over a limit [95% CI] | score [95% CI] |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     checked = spec.fidelity_check and t["config"].get("fidelity", "table") == "table" and t["label"] == "default"
     live = live_scores(spec, docs) if checked else {}
@@ -539,10 +579,16 @@ def constrained_table(t: dict[str, Any], docs: Path = Path("docs")) -> list[str]
         live_psnr = f"{np.mean([v[0] for v in seen]):.2f} ({np.mean([v[1] for v in seen]):.2f})" if seen else "-"
         ok = all(row[k][0] <= limits.get(k, np.inf) + 1e-9 for k in evaluation.SESSION_COSTS)
         score = interval(row["score"]) if row["score"] is not None else "-"
+        shares = row.get("violation_share", {})
+        over = (
+            " / ".join(interval([100 * v for v in shares[k]], 1) + "%" for k in evaluation.SESSION_COSTS if k in shares)
+            if shares
+            else "-"
+        )
         steps = ", ".join(f"{s // 1000}k" if s else "-" for s in row["training_steps"])
         lines.append(
             f"| {row['policy']} | {row['runs']} | {steps} | {interval(row['psnr_iqm'])} | {interval(row['psnr_mean'])} | "
-            f"{live_psnr} | {interval(row['ue_energy'], 1)} | {interval(row['deadline_miss'])} | {'yes' if ok else 'no'} | {score} |"
+            f"{live_psnr} | {interval(row['ue_energy'], 1)} | {interval(row['deadline_miss'])} | {'yes' if ok else 'no'} | {over} | {score} |"
         )
     return [*lines, ""]
 
@@ -555,8 +601,12 @@ def main(args: Args) -> list[dict[str, Any]]:
         if stored.get("schema") != LEADERBOARD_SCHEMA:
             raise SystemExit(f"{database} is not a {LEADERBOARD_SCHEMA} database; rebuild it with --fresh")
         old = stored["records"]
-    new = [record for p in find_evals(args.paths) for record in records_of(p)]
+    new = [record for p in find_evals(args.paths) for record in records_of(p)] if args.paths else []
     records = merge(old, new)
+    if args.drop:
+        kept = [r for r in records if not any(fnmatch.fnmatchcase(r["run_name"], pattern) for pattern in args.drop)]
+        print(f"dropped {len(records) - len(kept)} records matching {args.drop}")
+        records = kept
     current = [r for r in records if not superseded_table(r)]
     if len(current) < len(records):
         print(f"dropped {len(records) - len(current)} records read from an earlier quality table (re-evaluate them)")

@@ -54,6 +54,10 @@ ALGORITHMS: dict[str, tuple[str, str]] = {
     "td3": ("td3_continuous_action.py", "MEG-PowerControl-v0"),
     "sac": ("sac_continuous_action.py", "MEG-PowerControl-v0"),
     "ppo-lagrangian": ("ppo_lagrangian.py", "MEG-SplitControl-v0"),
+    "cpo": ("cpo.py", "MEG-SplitControl-v0"),
+    "focops": ("focops.py", "MEG-SplitControl-v0"),
+    "sac-lagrangian": ("sac_lagrangian.py", "MEG-SplitControl-v0"),
+    "cvpo": ("cvpo.py", "MEG-SplitControl-v0"),
     "ippo": ("ippo_multi_cell.py", "MEG-MultiCell-v0"),
 }
 

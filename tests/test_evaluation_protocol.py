@@ -204,8 +204,9 @@ def test_evaluate_covers_the_multi_cell_environment(tmp_path):
 
 
 def test_reproduction_figure_a_and_the_benchmark_floor_run(tmp_path):
-    import benchmark
     import reproduce_paper
+
+    from meg_gym.cli import benchmark
 
     output = tmp_path / "reproduction.md"
     reproduce_paper.main(reproduce_paper.Args(figures=["a"], prompts=16, output=output))

@@ -259,6 +259,10 @@ def test_cache_files_stay_inside_the_cache_folder(tmp_path):
         ("sac_continuous_action.py", ["--learning-starts", "160", "--batch-size", "32"]),
         ("ippo_multi_cell.py", ["--num-envs", "4", "--num-steps", "16"]),
         ("ppo_lagrangian.py", ["--num-envs", "4", "--num-steps", "32"]),
+        ("cpo.py", ["--num-envs", "4", "--num-steps", "32"]),
+        ("focops.py", ["--num-envs", "4", "--num-steps", "32"]),
+        ("sac_lagrangian.py", ["--num-envs", "4", "--learning-starts", "128", "--batch-size", "32"]),
+        ("cvpo.py", ["--num-envs", "4", "--learning-starts", "128", "--batch-size", "32"]),
     ],
 )
 def test_interrupted_training_resumes_from_its_checkpoint(script, flags, tmp_path):
