@@ -60,7 +60,7 @@ class Args:
     """environment settings for every baseline, e.g. --env budget-fraction 0.1 peak-snr-db 0"""
     prefix: str = "sweep"
     """runs go to runs/{prefix}__..."""
-    output: Path = Path("docs/baseline_results.md")
+    output: Path = Path("docs/results/baseline_results.md")
     write: bool = True
     """write --output (and its .json); --no-write only runs and collects"""
 

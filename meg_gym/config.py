@@ -62,7 +62,7 @@ class PowerControlConfig(ChannelConfig):
             peak power. Below 1 the budget binds. The default 0.05 gives an average receive SNR of -3 dB at the
             default peak SNR, while a single block may get up to 20 times its fair share: the regime in which
             where the energy goes matters (with looser budgets MMSE water-filling's lead over static power shrinks:
-            docs/reproduction.md, figure (c), gives it per budget and names the cache it was measured on).
+            docs/results/reproduction.md, figure (c), gives it per budget and names the cache it was measured on).
         symbol_duration_s: Duration of one channel symbol in seconds (energy = power * symbols * duration).
         reward: Image-quality reward given at the last block: "psnr" (dB), "ssim", "ms-ssim", or
             "latent-mse" (the negative mean squared error of the UE's final latent against the clean latent).

@@ -5,7 +5,7 @@
 profile (-profile.png) and writes the page. ``interval_estimates`` gives rliable's IQM and mean with 95%
 stratified-bootstrap intervals for any scores. rliable and matplotlib are imported only when used.
 
-docs/leaderboard.json is the database: one record per evaluated run (its validated eval.json reduced to
+docs/results/leaderboard.json is the database: one record per evaluated run (its validated eval.json reduced to
 run-level figures, with the file's sha256, commit and arguments), so the table can be rebuilt without the
 files. A run that is added again replaces its record (same environment, configuration and run name).
 
@@ -56,7 +56,7 @@ RENAMED = {"oracle": "mmse-water-filling"}
 class Args:
     paths: tyro.conf.Positional[list[Path]] = field(default_factory=lambda: [Path("runs")])
     """eval.json files, sweeps' results.jsonl files, or folders searched recursively for both"""
-    output: Path = Path("docs/leaderboard.md")
+    output: Path = Path("docs/results/leaderboard.md")
     """the page; its .json (the database) and a -profile.png sit beside it"""
     fresh: bool = False
     """ignore the records already in the database"""

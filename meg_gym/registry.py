@@ -42,9 +42,10 @@ class EnvironmentSpec:
         baseline_policy: The fixed policy scores are compared against (e.g. static power).
         constrained: A constrained MDP: every step's info has ``cost`` and ``costs``, the config ``cost_limits``;
             an episode is a session of requests with a reward each, summarised per request and per session.
-        fidelity_check: The docs page (relative to docs/) that checks its fast fidelity against live runs, which
-            the leaderboard links and whose live scores it shows beside the table's; None if it has one fidelity.
-        reference_report: The docs page (relative to docs/) of its references, whose JSON holds the upper
+        fidelity_check: The report page (in docs/results/, beside the leaderboard) that checks its fast fidelity
+            against live runs, which the leaderboard links and whose live scores it shows beside the table's; None
+            if it has one fidelity.
+        reference_report: The report page (relative to docs/results/) of its references, whose JSON holds the upper
             reference's bound (``planner_bound``), named beside the leaderboard's normalisation; None if none.
     """
 

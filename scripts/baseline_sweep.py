@@ -1,4 +1,4 @@
-"""Train every learner for several seeds, evaluate every baseline, and write docs/baseline_results.md (+ .json).
+"""Train every learner for several seeds, evaluate every baseline, and write docs/results/baseline_results.md (+ .json).
 
     python scripts/baseline_sweep.py                                  # 3 seeds, the default step counts
     python scripts/baseline_sweep.py --seeds 1 --learners ppo --timesteps.ppo 20000   # a smoke run

@@ -1,9 +1,9 @@
-"""Speed of the environments against their peers and compute floors; writes docs/benchmarks*.md (+ .json).
+"""Speed of the environments against their peers and compute floors; writes docs/results/benchmarks*.md (+ .json).
 
 The same as ``meg-gym benchmark`` (meg_gym/cli/benchmark.py, whose docstring says what is measured):
 
-    python scripts/benchmark.py                          # MEG-PowerControl-v0 -> docs/benchmarks.md
-    python scripts/benchmark.py --split-control-only     # MEG-SplitControl-v0 -> docs/benchmarks_split_control.md
+    python scripts/benchmark.py                          # MEG-PowerControl-v0 -> docs/results/benchmarks.md
+    python scripts/benchmark.py --split-control-only     # MEG-SplitControl-v0 -> docs/results/benchmarks_split_control.md
 """
 
 import tyro

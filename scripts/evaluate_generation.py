@@ -1,4 +1,4 @@
-"""Measure the embedded generation side and write docs/generation.md (+ .json).
+"""Measure the embedded generation side and write docs/results/generation.md (+ .json).
 
     python scripts/evaluate_generation.py                 # full report; live generation (s/image on the page) dominates
     python scripts/evaluate_generation.py --quick         # small subset, prints the table only
@@ -40,7 +40,7 @@ class Args:
     """test prompts generated live per guidance weight"""
     quick: bool = False
     """a small subset, no files written"""
-    output: Path = Path("docs/generation.md")
+    output: Path = Path("docs/results/generation.md")
 
 
 def main(args: Args) -> None:

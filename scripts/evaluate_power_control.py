@@ -1,6 +1,6 @@
 """Measure MEG-PowerControl-v0: static power levels, channel symbols per scheme, seed codec vs raw latent, speed.
 
-    python scripts/evaluate_power_control.py              # writes docs/power_control.md and .json
+    python scripts/evaluate_power_control.py              # writes docs/results/power_control.md and .json
     python scripts/evaluate_power_control.py --quick      # fewer episodes, for a smoke run
 
 Every figure is on the held-out TEST prompts with fixed seeds (episode seeds start at --seed). Policies:
@@ -46,7 +46,7 @@ class Args:
     """AWGN SNRs for the seed-codec vs raw-latent comparison"""
     speed_seconds: float = 10.0
     """time spent measuring each steps-per-second figure"""
-    output: Path = Path("docs/power_control.md")
+    output: Path = Path("docs/results/power_control.md")
     quick: bool = False
     """128 episodes and 3 s speed runs"""
 

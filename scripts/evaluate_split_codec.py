@@ -1,6 +1,6 @@
 """The seed codec at every split step of the cache: where its error comes from, before the UE denoises or after.
 
-    python scripts/evaluate_split_codec.py                    # writes docs/split_codec.md (+ .json)
+    python scripts/evaluate_split_codec.py                    # writes docs/results/split_codec.md (+ .json)
     python scripts/evaluate_split_codec.py --prompts 32 --output /tmp/split_codec.md   # a quick look
 
 For each split step s of the latent cache (the UE then runs T - s denoising steps), each scheme (the seed codec
@@ -51,7 +51,7 @@ class Args:
     """images per batch through the UE's denoising and the decoder"""
     seed: int = 0
     """seed of the channel noise"""
-    output: Path = Path("docs/split_codec.md")
+    output: Path = Path("docs/results/split_codec.md")
 
 
 def latent_snr_db(estimate: torch.Tensor, target: torch.Tensor) -> np.ndarray:

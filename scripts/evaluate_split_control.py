@@ -1,6 +1,6 @@
 """MEG-SplitControl-v0's references on the test sessions, the planner's bound, and the gaps between them.
 
-    python scripts/evaluate_split_control.py                  # writes docs/split_control.md (+ .json) and
+    python scripts/evaluate_split_control.py                  # writes docs/results/split_control.md (+ .json) and
                                                               # runs/split_control/<policy>/eval.json
     python scripts/evaluate_split_control.py --episodes 128 --output /tmp/sc.md   # a quick look
 
@@ -38,7 +38,7 @@ class Args:
     num_envs: int = 64
     runs_dir: Path = Path("runs/split_control")
     """where each policy's eval.json goes"""
-    output: Path = Path("docs/split_control.md")
+    output: Path = Path("docs/results/split_control.md")
     env: SplitControlConfig = field(default_factory=SplitControlConfig)
 
 

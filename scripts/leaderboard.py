@@ -1,4 +1,4 @@
-"""Collect eval.json files into the leaderboard: docs/leaderboard.md, docs/leaderboard.json and a figure.
+"""Collect eval.json files into the leaderboard: docs/results/leaderboard.md, docs/results/leaderboard.json and a figure.
 
     python scripts/leaderboard.py runs/                       # add every eval.json under runs/ and rebuild
     python scripts/leaderboard.py runs/eval__mine__*          # add a submission (one folder per training seed)

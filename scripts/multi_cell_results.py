@@ -1,5 +1,5 @@
 """MEG-MultiCell-v0 baselines: IPPO (several seeds) vs static power vs every agent at full power; writes
-docs/multi_cell_results.md (+ .json) with the mean PSNR per agent and overall, and steps per second.
+docs/results/multi_cell_results.md (+ .json) with the mean PSNR per agent and overall, and steps per second.
 
     python scripts/multi_cell_results.py                         # 3 IPPO seeds of 100k steps (timed on the page)
     python scripts/multi_cell_results.py --seeds 1 --ippo-steps 4096 --eval-episodes 64 --output /tmp/mc.md
@@ -38,7 +38,7 @@ class Args:
     """test-split episodes per evaluation"""
     speed_seconds: float = 5.0
     """duration of each steps-per-second measurement"""
-    output: Path = Path("docs/multi_cell_results.md")
+    output: Path = Path("docs/results/multi_cell_results.md")
 
 
 def steps_per_second(seconds: float) -> dict[str, float]:

@@ -1,4 +1,4 @@
-"""Reproduce the three claims of the MEG paper and write docs/reproduction.md with its figures and data.
+"""Reproduce the three claims of the MEG paper and write docs/results/reproduction.md with its figures and data.
 
     python scripts/reproduce_paper.py                  # all three figures ((c) trains every learner: the long part)
     python scripts/reproduce_paper.py --figures a b    # the channel figures only (no training)
@@ -64,7 +64,7 @@ class Args:
     """test episodes per evaluation in figure (c)"""
     seed: int = 0
     """seed of the channel draws in figure (b)"""
-    output: Path = Path("docs/reproduction.md")
+    output: Path = Path("docs/results/reproduction.md")
     quick: bool = False
     """smoke run: 64 prompts, 3 SNRs, one budget, one seed, 2k training steps, output under /tmp"""
     render_only: bool = False
@@ -544,7 +544,7 @@ def main(args: Args) -> None:
     if args.quick:
         args.prompts, args.snrs_db, args.budgets, args.seeds = 64, (-10.0, 0.0, 10.0), (0.05,), (1,)
         args.ppo_steps, args.ddpg_steps, args.eval_episodes = 2048, 512, 64
-        if args.output == Path("docs/reproduction.md"):
+        if args.output == Path("docs/results/reproduction.md"):
             args.output = Path("/tmp/meg-gym-reproduction/reproduction.md")
     args.output.parent.mkdir(parents=True, exist_ok=True)
     data_path = args.output.with_suffix(".json")

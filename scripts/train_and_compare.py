@@ -8,7 +8,7 @@ prints their test-split figures side by side. All are evaluated on the same held
 episode seeds, so the per-episode differences are paired; the table gives the mean difference to static power
 with its standard error. The two water-fillings know every block's gain in advance; neither is a bound on the
 image quality. The best-known reference (a search on the actual reward, minutes on a CPU) is in
-docs/leaderboard.md: ``python baselines/non_causal.py --policy best-known`` measures it.
+docs/results/leaderboard.md: ``python baselines/non_causal.py --policy best-known`` measures it.
 """
 
 from __future__ import annotations

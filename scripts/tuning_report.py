@@ -1,4 +1,4 @@
-"""Tuned vs untuned learners on MEG-PowerControl-v0: docs/tuning.md (+ .json) from tuning sweeps' results.jsonl.
+"""Tuned vs untuned learners on MEG-PowerControl-v0: docs/results/tuning.md (+ .json) from tuning sweeps' results.jsonl.
 
     python scripts/tuning_report.py --search runs/tune/search-ppo runs/tune/search-offpolicy4 \
         --tuned runs/tune/tuned-ppo runs/tune/tuned-ddpg-td3 runs/tune/tuned-sac
@@ -6,7 +6,7 @@
 The sweeps are scripts/sweep.py's (the commands are in each folder's sweep.json and in docs/sweeps.md). Per
 algorithm: the hyperparameter settings tried (the search trained on the "fit" prompts and scored on the held-out
 "validation" prompts), the one selected, and the test-prompt PSNR of the tuned runs against the untuned runs of
-the same algorithm and training steps in the leaderboard database (docs/leaderboard.json, the shipped cache,
+the same algorithm and training steps in the leaderboard database (docs/results/leaderboard.json, the shipped cache,
 default settings).
 """
 
@@ -35,9 +35,9 @@ class Args:
         default_factory=lambda: [Path(f"runs/tune/tuned-{name}") for name in ("ppo", "ddpg-td3", "sac")]
     )
     """sweeps of the selected settings (--hparams-from)"""
-    database: Path = Path("docs/leaderboard.json")
+    database: Path = Path("docs/results/leaderboard.json")
     """where the untuned runs' records are"""
-    output: Path = Path("docs/tuning.md")
+    output: Path = Path("docs/results/tuning.md")
     budget: int = 4
     """the trial budget per algorithm: an algorithm searched with more settings is checked to select the same one
     among its first ``budget`` settings (in the order they were drawn)"""

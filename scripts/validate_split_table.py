@@ -5,7 +5,7 @@ request).
     python scripts/validate_split_table.py --no-cells --learners runs/MEG-SplitControl-v0__ppo_* \
         --output runs/validation/ranking.md                                                     # part 2 only
     python scripts/validate_split_table.py --merge runs/validation/cells.json runs/validation/ranking.json
-                                                         # docs/split_table_validation.md (+ .json) from both parts
+                                                         # docs/results/split_table_validation.md (+ .json) from both parts
     python scripts/validate_split_table.py --prompts 8 --draws 1 --sessions 4 --output /tmp/v.md   # a quick look
 
 1. **Per cell.** For every split step, scheme and SNR of ``--snr-db`` (the table's grid points and the midpoints
@@ -81,7 +81,7 @@ class Args:
     threads: int = 0
     """torch threads (0: torch's default)"""
     seed: int = 0
-    output: Path = Path("docs/split_table_validation.md")
+    output: Path = Path("docs/results/split_table_validation.md")
 
 
 def cells(args: Args) -> dict:

@@ -1,6 +1,6 @@
 """The README's results are the generated pages' figures: every number of its results table and of the sentence on
-MEG-SplitControl-v0's live scores is checked against docs/leaderboard.json, docs/split_control.json and
-docs/split_table_validation.json (the data the pages are rendered from). Rebuild a page, and this test says which
+MEG-SplitControl-v0's live scores is checked against docs/results/leaderboard.json, docs/results/split_control.json and
+docs/results/split_table_validation.json (the data the pages are rendered from). Rebuild a page, and this test says which
 README figure to update."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
-DOCS = ROOT / "docs"
+DOCS = ROOT / "docs" / "results"
 SHIPPED_CACHE = "3c8edbabc393"  # the leaderboard tables the README quotes: default settings, the shipped cache
 # the README's names -> the leaderboard's
 NAMES = {

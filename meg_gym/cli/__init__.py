@@ -2,7 +2,7 @@
 
     meg-gym train ppo-lagrangian --seed 2 --save-model        # a baseline of baselines/ (its own flags follow)
     meg-gym evaluate --policy runs/NAME --env-id MEG-SplitControl-v0
-    meg-gym leaderboard runs/                                  # eval.json files -> docs/leaderboard.md
+    meg-gym leaderboard runs/                                  # eval.json files -> docs/results/leaderboard.md
     meg-gym sweep --algo ppo --seeds 3 --out runs/sweeps/ppo   # Ray trials (pip install "meg-gym[sweep]")
     meg-gym benchmark --quick                                  # speed against the compute floor
 
@@ -35,7 +35,7 @@ LEARNERS: dict[str, str] = {
 SUBCOMMANDS = {
     "train": "train a baseline learner: meg-gym train NAME [its flags] (NAME: " + ", ".join(LEARNERS) + ")",
     "evaluate": "evaluate a fixed policy, a saved learner run or your callable on the test prompts -> eval.json",
-    "leaderboard": "collect eval.json files into the leaderboard (docs/leaderboard.md and .json)",
+    "leaderboard": "collect eval.json files into the leaderboard (docs/results/leaderboard.md and .json)",
     "sweep": "algorithms x seeds x configurations as parallel Ray trials, resumable; tuning on validation prompts",
     "benchmark": "environment speed against its compute floor (steps per second, ratios measured in one run)",
 }

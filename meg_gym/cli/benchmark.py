@@ -1,6 +1,6 @@
-"""Speed of MEG-PowerControl-v0 against its peers and its compute floor; writes docs/benchmarks.md (+ .json).
+"""Speed of MEG-PowerControl-v0 against its peers and its compute floor; writes docs/results/benchmarks.md (+ .json).
 
-    meg-gym benchmark                 # the full run (docs/benchmarks.md's header says how long it took)
+    meg-gym benchmark                 # the full run (docs/results/benchmarks.md's header says how long it took)
     meg-gym benchmark --quick         # short timings and a short soak, output under /tmp
 
 Measured, all with random actions on the default configuration (train prompts, 8 blocks, seed 1/4):
@@ -58,13 +58,13 @@ class Args:
     """environment steps of the memory run (native vector env, 64 envs)"""
     live_episodes: int = 64
     """episodes generated live for the cached-vs-live comparison"""
-    output: Path = Path("docs/benchmarks.md")
+    output: Path = Path("docs/results/benchmarks.md")
     quick: bool = False
     """1 s timings, one repeat, a 20k-step soak, output under /tmp"""
     render_only: bool = False
     """only rewrite the page from the stored benchmarks.json (after a change to the text)"""
     split_control_only: bool = False
-    """only MEG-SplitControl-v0's table and live rates (docs/benchmarks_split_control.md)"""
+    """only MEG-SplitControl-v0's table and live rates (docs/results/benchmarks_split_control.md)"""
     info_metrics_only: bool = False
     """only measure what computing fewer metrics gains (reward latent-mse, no image metrics); prints, writes nothing"""
 
@@ -475,7 +475,7 @@ def main(args: Args) -> None:
         return
     if args.quick:
         args.seconds, args.repeats, args.soak_steps, args.live_episodes = 1.0, 1, 20_000, 8
-        if args.output == Path("docs/benchmarks.md"):
+        if args.output == Path("docs/results/benchmarks.md"):
             args.output = Path("/tmp/meg-gym-benchmarks/benchmarks.md")
     if args.info_metrics_only:
         rates = info_metrics_rates(args)

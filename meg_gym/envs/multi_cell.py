@@ -53,7 +53,7 @@ class MultiCellConfig(PowerControlConfig):
     The energy budget is MEG-PowerControl-v0's (``budget_fraction`` 0.05 of every block at peak power, per
     agent), the regime in which where the energy goes matters: an agent at full power spends its whole budget
     within the first block. At a budget of 0.25 the allocation has little left to gain (IPPO and static power
-    tied on latent cache 6dfe2dc6a263: the MEG-MultiCell-v0 budget_fraction=0.25 table of docs/leaderboard.md).
+    tied on latent cache 6dfe2dc6a263: the MEG-MultiCell-v0 budget_fraction=0.25 table of docs/results/leaderboard.md).
     """
 
     num_links: int = 4

@@ -28,7 +28,7 @@ def to_unit(images: torch.Tensor) -> torch.Tensor:
 
 # On CPU the VAE decoder runs fastest in small batches with channels-last tensors (larger batches fall out of
 # the caches; the images agree to float rounding). Batches of 8 were chosen by timing at commit 4f2c706; the
-# decode's measured cost, batched and one image at a time, is in docs/benchmarks.md.
+# decode's measured cost, batched and one image at a time, is in docs/results/benchmarks.md.
 CPU_DECODE_BATCH = 8
 
 

@@ -1,4 +1,4 @@
-"""Measurements of the embedded generation side, as docs/generation.md reports them.
+"""Measurements of the embedded generation side, as docs/results/generation.md reports them.
 
 ``live_images`` generates images live for test scenes from fixed noise seeds (LIVE_SEED + i), so that
 scripts/evaluate_generation.py and the evaluation during scripts/train_ldm.py measure the same images;

@@ -2,7 +2,7 @@
 
 Every image the environments score goes through the VAE decoder (:func:`meg_gym.generation.imaging.decode_latents`).
 On CPUs ONNX Runtime runs the embedded decoder about 1.4x as fast as torch (1.37x on the 2-core machine of
-docs/benchmarks_split_control.md, where ``scripts/benchmark.py --split-control-only`` times both) and agrees with it
+docs/results/benchmarks_split_control.md, where ``scripts/benchmark.py --split-control-only`` times both) and agrees with it
 to about 7e-6 per pixel (rewards to about 2e-5 dB). So when the extra is
 installed and the decoder runs on the CPU, the decoder is exported to ONNX once per process (in memory, about a
 second; no file is written) and run by ONNX Runtime with torch's thread count. On other devices torch runs it.

@@ -504,7 +504,7 @@ class SplitControlEnv(gym.Env):
     `fidelity="live"` the UE's decode, denoising and image decode run on every request (`device` sets where). One
     seed gives the same sessions (channels, prompts, deadlines) under both fidelities. How far the table is from live
     runs, per (split step, scheme, SNR) and per policy on the same sessions, is measured in
-    `docs/split_table_validation.md` (the table fidelity check).
+    `docs/results/split_table_validation.md` (the table fidelity check).
 
     ## Action Space
 

@@ -40,7 +40,7 @@ __all__ = [
 DEFAULT_TABLE_DIR = ASSETS_DIR / "split-quality-table"
 # from where every scheme's quality has (nearly) floored to where the seeds have saturated and the raw latent's PSNR
 # is linear in SNR (dB); a request below the grid reads its lowest point, above it its highest. The live check at the
-# midpoints (docs/split_table_validation.md) found no interpolation bias that finer steps would remove.
+# midpoints (docs/results/split_table_validation.md) found no interpolation bias that finer steps would remove.
 DEFAULT_SNR_GRID_DB = (-40.0, -30.0, -25.0, -20.0, -15.0, -10.0, -5.0, 0.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 35.0,
                        40.0, 50.0, 60.0)  # fmt: skip
 FORMAT = "meg-gym-split-quality-table"
