@@ -58,7 +58,15 @@ ALGORITHMS: dict[str, tuple[str, str]] = {
     "focops": ("focops.py", "MEG-SplitControl-v0"),
     "sac-lagrangian": ("sac_lagrangian.py", "MEG-SplitControl-v0"),
     "cvpo": ("cvpo.py", "MEG-SplitControl-v0"),
+    "ppo-pid-lagrangian": ("ppo_lagrangian.py", "MEG-SplitControl-v0"),
+    "ppo-penalty": ("ppo_lagrangian.py", "MEG-SplitControl-v0"),
     "ippo": ("ippo_multi_cell.py", "MEG-MultiCell-v0"),
+}
+
+# Algorithms that are a mode of another's file: the flags that select the mode, on every trial
+MODES: dict[str, dict[str, Any]] = {
+    "ppo-pid-lagrangian": {"multiplier_update": "pid", "exp_name": "ppo_pid_lagrangian"},
+    "ppo-penalty": {"multiplier_lr": 0.0, "initial_multipliers": [1.0, 1.0], "exp_name": "ppo_penalty"},
 }
 
 # Random-search spaces: name -> ("log", low, high) for a log-uniform float, or a list of choices. Kept small and
@@ -86,6 +94,53 @@ SEARCH_SPACES: dict[str, dict[str, Any]] = {
     "ddpg": {**_OFF_POLICY, "exploration_noise": [0.05, 0.1, 0.2]},
     "td3": {**_OFF_POLICY, "exploration_noise": [0.05, 0.1, 0.2], "policy_noise": [0.1, 0.2]},
     "sac": {**_OFF_POLICY, "alpha": [0.01, 0.05, 0.2], "autotune": [True, False]},
+    # the constrained learners of MEG-SplitControl-v0: each learner's own step sizes and its constraint mechanism's
+    # settings, plus the margin below the limits that every one of them aims at
+    "ppo-lagrangian": {
+        "learning_rate": ("log", 1e-4, 1e-3),
+        "update_epochs": [4, 8],
+        "ent_coef": [0.0, 0.01, 0.03],
+        "multiplier_lr": ("log", 0.01, 0.2),
+        "cost_margin": [0.05, 0.1, 0.15],
+    },
+    "ppo-pid-lagrangian": {
+        "learning_rate": ("log", 1e-4, 1e-3),
+        "ent_coef": [0.0, 0.01, 0.03],
+        "pid_kp": [0.3, 1.0, 3.0],
+        "pid_ki": ("log", 0.01, 0.2),
+        "pid_kd": [0.0, 0.5, 2.0],
+        "cost_margin": [0.05, 0.1, 0.15],
+    },
+    "cpo": {
+        "max_kl": ("log", 0.005, 0.05),
+        "damping": [0.01, 0.1],
+        "critic_learning_rate": ("log", 3e-4, 3e-3),
+        "gae_lambda": [0.9, 0.95, 0.97],
+        "cost_margin": [0.05, 0.1, 0.15],
+    },
+    "focops": {
+        "learning_rate": ("log", 1e-4, 1e-3),
+        "lam": [0.5, 1.5, 3.0],
+        "delta": [0.01, 0.02, 0.04],
+        "nu_lr": ("log", 0.05, 1.0),
+        "ent_coef": [0.0, 0.01, 0.05],
+        "cost_margin": [0.05, 0.1, 0.15],
+    },
+    "sac-lagrangian": {
+        "q_lr": ("log", 1e-4, 1e-3),
+        "policy_lr": ("log", 1e-4, 1e-3),
+        "tau": [0.005, 0.01, 0.02],
+        "target_entropy_scale": [0.05, 0.1, 0.2],
+        "multiplier_lr": ("log", 0.05, 1.0),
+        "cost_margin": [0.05, 0.1, 0.15],
+    },
+    "cvpo": {
+        "critic_lr": ("log", 3e-4, 3e-3),
+        "policy_lr": ("log", 1e-4, 1e-3),
+        "tau": [0.01, 0.02, 0.05],
+        "kl_epsilon": [0.01, 0.02, 0.05],
+        "cost_margin": [0.05, 0.1, 0.15],
+    },
 }
 
 
@@ -221,17 +276,30 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
 
 def best_settings(search_dir: Path) -> dict[str, tuple[dict[str, Any], int, float]]:
     """Per algorithm: the hyperparameters with the best mean validation PSNR over their seeds in a search sweep,
-    how many settings were tried, and that validation PSNR."""
+    how many settings were tried, and that validation PSNR.
+
+    Constrained environments: only settings whose mean validation costs meet every limit compete on PSNR; when
+    none does, the one that exceeds its limits least (the largest cost over its limit) is chosen.
+    """
     rows = [r for r in read_rows(search_dir / "results.jsonl") if r["stage"] == "search"]
     if not rows:
         raise SystemExit(f"{search_dir}/results.jsonl has no search rows; run a sweep with --search-trials first")
     best = {}
     for algo in sorted({r["algo"] for r in rows}):
         scores: dict[str, list[float]] = {}
+        excess: dict[str, list[float]] = {}
         for r in rows:
             if r["algo"] == algo:
-                scores.setdefault(json.dumps(r["hparams"], sort_keys=True), []).append(r["validation_psnr_mean"])
-        chosen = max(scores, key=lambda k: np.mean(scores[k]))
+                key = json.dumps(r["hparams"], sort_keys=True)
+                scores.setdefault(key, []).append(r["validation_psnr_mean"])
+                limits = r.get("cost_limits") or {}
+                over = [r.get("validation_costs", {}).get(c, 0.0) / v - 1.0 for c, v in limits.items() if v > 0]
+                excess.setdefault(key, []).append(max(over, default=-1.0))
+        feasible = [k for k in scores if np.mean(excess[k]) <= 1e-9]
+        if feasible:
+            chosen = max(feasible, key=lambda k: np.mean(scores[k]))
+        else:
+            chosen = min(scores, key=lambda k: np.mean(excess[k]))
         best[algo] = (json.loads(chosen), len(scores), float(np.mean(scores[chosen])))
     return best
 
@@ -340,7 +408,7 @@ def command(trial: Trial, track: bool, cuda: bool) -> list[str]:
     cmd += ["--total-timesteps", str(trial.total_timesteps), "--eval-episodes", str(trial.eval_episodes)]
     if trial.stage == "search":
         cmd += ["--train-split", trial.train_split, "--validation-episodes", str(trial.validation_episodes)]
-    cmd += cli_flags("env.", trial.env_config) + cli_flags("", trial.hparams)
+    cmd += cli_flags("env.", trial.env_config) + cli_flags("", {**MODES.get(trial.algo, {}), **trial.hparams})
     return cmd + (["--track"] if track else []) + (["--cuda"] if cuda else [])
 
 
@@ -381,9 +449,11 @@ def run_trial(trial: Trial, out: str, track: bool, cuda: bool, threads: int, pro
     run_dir = folder / "runs" / trial.key
     result = json.loads((run_dir / "eval.json").read_text())
     evaluation.validate_eval(result)
-    validation = None
+    validation, validation_costs = None, {}
     if trial.validation_episodes:
-        validation = json.loads((run_dir / "validation.json").read_text())["psnr"]["mean"]
+        scored = json.loads((run_dir / "validation.json").read_text())
+        validation = scored["psnr"]["mean"]
+        validation_costs = {k: scored[k]["mean"] for k in evaluation.SESSION_COSTS if k in scored}
     costs = {f"{k}_mean": result[k]["mean"] for k in evaluation.SESSION_COSTS if k in result}
     return {
         "schema": RESULT_SCHEMA,
@@ -407,6 +477,8 @@ def run_trial(trial: Trial, out: str, track: bool, cuda: bool, threads: int, pro
         "energy_budget": result["energy_budget"],
         **costs,
         "validation_psnr_mean": validation,
+        "validation_costs": validation_costs,
+        "cost_limits": result.get("cost_limits", {}),
         "eval_episodes": result["episodes"],
         "wall_s": wall,
         "host": platform.node(),

@@ -121,6 +121,25 @@ def test_tuning_selects_on_validation_only(tmp_path):
     assert {json.dumps(t.hparams) for t in trials if t.algo == "ppo"} == {'{"learning_rate": 0.0002}'}
 
 
+def test_tuning_of_a_constrained_learner_selects_among_settings_that_meet_the_limits(tmp_path):
+    limits = {"ue_energy": 80.0, "deadline_miss": 1.0}
+    rows = [
+        {**_row("a", algo="cpo", hparams={}, validation=24.0), "cost_limits": limits,
+         "validation_costs": {"ue_energy": 70.0, "deadline_miss": 0.2}},
+        {**_row("b", algo="cpo", hparams={"max_kl": 0.05}, validation=25.0), "cost_limits": limits,
+         "validation_costs": {"ue_energy": 85.0, "deadline_miss": 0.0}},  # the best PSNR, over the energy limit
+        {**_row("c", algo="cvpo", hparams={}, validation=23.0), "cost_limits": limits,
+         "validation_costs": {"ue_energy": 70.0, "deadline_miss": 1.5}},
+        {**_row("d", algo="cvpo", hparams={"tau": 0.05}, validation=22.0), "cost_limits": limits,
+         "validation_costs": {"ue_energy": 90.0, "deadline_miss": 1.1}},  # neither meets them: the smaller excess
+    ]  # fmt: skip
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    best = sweep.best_settings(tmp_path)
+    assert best["cpo"][0] == {} and best["cvpo"][0] == {"tau": 0.05}
+    trial = sweep.plan(sweep.Args(env="MEG-SplitControl-v0", algo=["ppo-pid-lagrangian"], seeds=1))[0]
+    assert sweep.command(trial, False, False)[-4:] == ["--multiplier-update", "pid", "--exp-name", "ppo_pid_lagrangian"]
+
+
 def test_tuning_report_compares_the_selected_setting_with_the_untuned_runs(tmp_path):
     from meg_gym.cache import cache_fingerprint
 
