@@ -1,11 +1,17 @@
-"""Learning curves and training-time violations of the constrained learners -> docs/results/constrained_learning.*
+"""The constrained learners on MEG-SplitControl-v0 -> docs/results/constrained_learners.md (+ .json, two figures).
 
-    python scripts/constrained_report.py runs/split_learners     # every run folder under it with curves.jsonl
+    python scripts/constrained_report.py runs/split_learners      # the run folders (saved with --save-model)
 
-Reads each run's curves.jsonl and model.json (written by every learner of baselines/ that uses
-meg_gym.constrained), groups the runs by algorithm and writes the page, its JSON and two figures: reward and each
-cost against its limit over environment steps (mean and 95% t-interval over seeds), and the share of training
-episodes that broke a limit so far.
+One page with what the safe-RL field reports, for every constrained learner beside the references:
+
+- the test table: PSNR IQM with its 95% interval, each cost against its limit, the share of test sessions over
+  each limit, the live PSNR on the fidelity check's sessions, the normalised score, and training wall time. The
+  figures come from the leaderboard's database (docs/results/leaderboard.json, built by ``meg-gym leaderboard``
+  from the same runs' eval.json) and the fidelity check (docs/results/split_table_validation.json); the wall time
+  from each run's model.json;
+- learning curves: reward and each cost against its limit over environment steps, mean and 95% t-interval over
+  seeds, from the runs' curves.jsonl (``meg_gym.learning_curves``);
+- the violations incurred while training: the share of training episodes over a limit so far.
 """
 
 from __future__ import annotations
@@ -18,54 +24,126 @@ from pathlib import Path
 import numpy as np
 import tyro
 
+from meg_gym import leaderboard
 from meg_gym.learning_curves import collect_runs, curve_summary, plot_curves
+from meg_gym.registry import environment
+
+ENV_ID = "MEG-SplitControl-v0"
 
 
 @dataclass
 class Args:
     runs: tyro.conf.Positional[tuple[Path, ...]]
-    """run folders, or folders holding them"""
-    out: Path = Path("docs/results/constrained_learning")
+    """learner run folders, or folders holding them (each with curves.jsonl and model.json)"""
+    database: Path = Path("docs/results/leaderboard.json")
+    """the leaderboard's database (its MEG-SplitControl-v0 default table)"""
+    out: Path = Path("docs/results/constrained_learners")
     """the page's path without suffix (.md, .json and two .png beside it)"""
 
 
+def test_rows(database: Path) -> tuple[list[dict], dict[str, list[tuple[float, float]]]]:
+    tables = json.loads(database.read_text())["tables"]
+    table = next((t for t in tables if t["env_id"] == ENV_ID and t["label"] == "default"), None)
+    if table is None:
+        raise SystemExit(f"{database} has no {ENV_ID} default table; build the leaderboard first")
+    spec = environment(ENV_ID)
+    return table["rows"], leaderboard.live_scores(spec, database.parent)
+
+
 def main(args: Args) -> dict:
-    summary = curve_summary(collect_runs(list(args.runs)))
-    env_ids = sorted({s["env_id"] for s in summary.values()})
+    runs = collect_runs(list(args.runs))
+    summary = curve_summary(runs)
+    rows, live = test_rows(args.database)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     curves_png = args.out.with_name(args.out.name + "_curves.png")
     violations_png = args.out.with_name(args.out.name + "_violations.png")
-    ylabel = "PSNR per request (dB)" if env_ids == ["MEG-SplitControl-v0"] else "return per step"
-    plot_curves(summary, curves_png, violations_png, ylabel)
+    plot_curves(summary, curves_png, violations_png, "PSNR per request (dB)")
     command = "python " + " ".join(sys.argv)
-    args.out.with_suffix(".json").write_text(json.dumps({"command": command, "learners": summary}, indent=2) + "\n")
+    learners = set(summary)
+    entries = []
+    for row in rows:
+        seen = live.get(row["policy"], [])
+        walls = [w for w in summary.get(row["policy"], {}).get("wall_time_s", []) if w]
+        entries.append({
+            "policy": row["policy"],
+            "kind": "learner" if row["policy"] in learners else "reference",
+            "runs": row["runs"],
+            "psnr_iqm": row["psnr_iqm"],
+            "ue_energy": row["ue_energy"],
+            "deadline_miss": row["deadline_miss"],
+            "violation_share": row.get("violation_share", {}),
+            "live_psnr": float(np.mean([v[0] for v in seen])) if seen else None,
+            "live_runs": len(seen),
+            "table_psnr_same_sessions": float(np.mean([v[1] for v in seen])) if seen else None,
+            "score": row["score"],
+            "train_wall_time_s": float(np.mean(walls)) if walls else None,
+        })  # fmt: skip
+    limits = rows[0]["cost_limits"]
+    best = max((e for e in entries if e["kind"] == "learner"), key=lambda e: e["psnr_iqm"][0], default=None)
+    data = {"command": command, "cost_limits": limits, "entries": entries, "best_learner": best and best["policy"],
+            "curves": summary}  # fmt: skip
+    args.out.with_suffix(".json").write_text(json.dumps(data, indent=2) + "\n")
+
+    def ci(v: list[float], digits: int = 2, scale: float = 1.0) -> str:
+        return f"{v[0] * scale:.{digits}f} [{v[1] * scale:.{digits}f}, {v[2] * scale:.{digits}f}]"
+
     lines = [
-        "# Constrained learners: learning curves and violations while training",
+        "# Constrained learners on MEG-SplitControl-v0",
         "",
-        f"Generated by `{command}` on this project's 2-core CPU machine, from the runs' `curves.jsonl` "
-        f"({', '.join(env_ids)}, train prompts). Curves: the mean over seeds with a 95% t-interval, each seed's "
-        "per-update means smoothed over 9 updates. Costs are per episode divided by their limits (1 = the limit).",
+        f"Generated by `{command}` on this project's 2-core CPU machine, from the leaderboard's database "
+        f"(`{args.database}`, 1,024 test sessions per run), the table-fidelity check's live runs and the runs' "
+        "`curves.jsonl`. Every learner runs its file's defaults for 600k environment steps (untuned), 3 seeds. "
+        f"Limits per session: UE energy {limits['ue_energy']:g} J, deadline misses {limits['deadline_miss']:g}.",
+        "",
+        "*over a limit*: the share of test sessions whose cost exceeds the limit (UE energy / deadline misses), "
+        "95% interval; *live*: the mean PSNR of the same policies on the fidelity check's first 128 test sessions "
+        "run live (the UE's denoising and decode on every request), in brackets the table on those sessions, and "
+        "the number of seeds checked live; *score*: 0 = best-fixed, 1 = the non-causal planner; *wall time*: "
+        "training, per seed, with two trainings sharing the machine's two cores.",
+        "",
+        "| policy | kind | runs | PSNR IQM [95% CI] | UE energy (J) | deadline misses | over a limit (%) | live (table) PSNR | "
+        "score [95% CI] | wall time (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for e in entries:
+        over = e["violation_share"]
+        shares = " / ".join(ci(over[k], 1, 100) for k in ("ue_energy", "deadline_miss") if k in over) or "-"
+        live_text = (f"{e['live_psnr']:.2f} ({e['table_psnr_same_sessions']:.2f}), {e['live_runs']}"
+                     if e["live_psnr"] is not None else "-")  # fmt: skip
+        wall = f"{e['train_wall_time_s']:.0f}" if e["train_wall_time_s"] else "-"
+        score = ci(e["score"]) if e["score"] is not None else "-"
+        lines.append(
+            f"| {e['policy']} | {e['kind']} | {e['runs']} | {ci(e['psnr_iqm'])} | {ci(e['ue_energy'], 1)} | "
+            f"{ci(e['deadline_miss'])} | {shares} | {live_text} | {score} | {wall} |"
+        )
+    lines += [
+        "",
+        f"Best learner by PSNR IQM: **{data['best_learner']}**.",
+        "",
+        "## Learning curves",
+        "",
+        "Training episodes (train prompts), per update: PSNR per request and each cost per session over its limit "
+        "(1 = the limit), mean over seeds with a 95% t-interval, each seed smoothed over 9 updates.",
         "",
         f"![learning curves]({curves_png.name})",
         "",
+        "## Violations while training",
+        "",
         f"![training violations]({violations_png.name})",
         "",
-        "| learner | seeds | final PSNR per request | "
-        + " | ".join(f"final {c} / limit" for c in next(iter(summary.values()))["cost_names"])
-        + " | training episodes over a limit | train wall time (s) |",
-        "|---|---|---|" + "---|" * len(next(iter(summary.values()))["cost_names"]) + "---|---|",
+        "| learner | seeds | training episodes over a limit | final training cost / limit (UE energy, misses) |",
+        "|---|---|---|---|",
     ]
     for name, s in summary.items():
-        costs = " | ".join(f"{c['mean'][-1]:.2f}" for c in s["cost_over_limit"])
         share = np.array(s["final_violating_episodes"]) / np.array(s["final_episodes"])
-        walls = [w for w in s["wall_time_s"] if w]
-        wall = f"{np.mean(walls):.0f}" if walls else "-"
+        finals = ", ".join(f"{c['mean'][-1]:.2f}" for c in s["cost_over_limit"])
         lines.append(
-            f"| {name} | {len(s['runs'])} | {s['return_per_step']['mean'][-1]:.2f} | {costs} | "
-            f"{share.mean():.1%} ({sum(s['final_violating_episodes'])} of {sum(s['final_episodes'])}) | {wall} |"
+            f"| {name} | {len(s['runs'])} | {share.mean():.1%} ({sum(s['final_violating_episodes']):,} of "
+            f"{sum(s['final_episodes']):,}) | {finals} |"
         )
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    return summary
+    print(args.out.with_suffix(".md").read_text())
+    return data
 
 
 if __name__ == "__main__":
