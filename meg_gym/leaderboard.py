@@ -62,7 +62,7 @@ class Args:
     """ignore the records already in the database"""
     drop: list[str] = field(default_factory=list)
     """remove the records whose run name matches one of these glob patterns (a superseded or withdrawn
-    submission), e.g. --drop 'MEG-SplitControl-v0__ppo_*'"""
+    submission), e.g. --drop 'eval__ppo-lagrangian__*'"""
     reps: int = 2000
     """bootstrap resamples for the confidence intervals"""
     seed: int = 0

@@ -133,6 +133,11 @@ def test_leaderboard_statistics_and_database(tmp_path):
     database = json.loads(out.with_suffix(".json").read_text())
     assert len(database["records"]) == 7
     assert [t["label"] for t in database["tables"]] == ["budget_fraction=0.1", "default"]
+    # a superseded submission is dropped by its run names, the rest stays
+    leaderboard.main(leaderboard.Args(paths=[], output=out, reps=500, drop=["ppo-[12]"]))
+    database = json.loads(out.with_suffix(".json").read_text())
+    assert sorted(r["run_name"] for r in database["records"] if r["policy"] == "ppo") == ["ppo-3"]
+    assert len(database["records"]) == 5
     # a damaged eval.json is refused with the file named
     broken = tmp_path / "broken" / "eval.json"
     broken.parent.mkdir()
@@ -279,3 +284,18 @@ def test_leaderboard_drops_records_of_an_earlier_quality_table_and_shows_live_sc
     scores = leaderboard.live_scores(spec, tmp_path)  # myopic has no table score on those sessions: left out
     assert scores == {"planner": [(25.0, 25.1)], "ppo-lagrangian": [(24.0, 24.1), (24.5, 24.6)]}
     assert leaderboard.live_scores(spec, tmp_path / "nowhere") == {}
+
+
+def test_violation_shares_count_sessions_over_each_limit_with_intervals():
+    data = {
+        "cost_limits": {"ue_energy": 80.0, "deadline_miss": 1.0},
+        "ue_energy": {"per_episode": [70.0, 81.0, 80.0, 90.0]},
+        "deadline_miss": {"per_episode": [0.0, 2.0, 1.0, 0.0]},
+    }
+    shares = leaderboard.session_violations(data)
+    assert shares == {"ue_energy": 0.5, "deadline_miss": 0.25, "any": 0.5}  # at the limit is within it
+    one = leaderboard.violation_interval([{"violations": {"any": 0.0}, "episodes": 100}], "any")
+    assert one[0] == 0.0 and one[1] == 0.0 and 0.02 < one[2] < 0.05  # Wilson: not empty at a share of 0
+    runs = [{"violations": {"any": v}, "episodes": 1000} for v in (0.1, 0.2, 0.3)]
+    mean, low, high = leaderboard.violation_interval(runs, "any")
+    assert mean == pytest.approx(0.2) and 0.0 <= low < 0.2 < high <= 1.0
