@@ -130,12 +130,14 @@ def plot_curves(summary: dict[str, Any], curves_png: Path, violations_png: Path,
         s, c = summary[name], colours[i % len(colours)]
         steps = np.asarray(s["steps"]) / 1e3
         series = [s["return_per_step"], *s["cost_over_limit"]]
-        for ax, band in zip(axes, series, strict=True):
+        for k, (ax, band) in enumerate(zip(axes, series, strict=True)):
+            low = band["low"] if k == 0 else np.maximum(band["low"], 0.0)  # a cost is never negative
             ax.plot(steps, band["mean"], color=c, label=f"{name} ({len(s['runs'])})")
-            ax.fill_between(steps, band["low"], band["high"], color=c, alpha=0.2, linewidth=0)
+            ax.fill_between(steps, low, band["high"], color=c, alpha=0.2, linewidth=0)
     axes[0].set_ylabel(ylabel)
     for ax, cost in zip(axes[1:], cost_names, strict=True):
         ax.axhline(1.0, color="black", linestyle="--", linewidth=1)
+        ax.set_ylim(0.0, 3.0)  # the first updates reach 10x a limit; the axis shows the region around the limit
         ax.set_ylabel(f"{cost} per episode / limit")
     for ax in axes:
         ax.set_xlabel("environment steps (thousands)")
@@ -151,8 +153,10 @@ def plot_curves(summary: dict[str, Any], curves_png: Path, violations_png: Path,
         steps = np.asarray(s["steps"]) / 1e3
         band = s["violating_episode_share"]
         ax.plot(steps, band["mean"], color=c, label=name)
-        ax.fill_between(steps, band["low"], band["high"], color=c, alpha=0.2, linewidth=0)
+        ax.fill_between(steps, np.maximum(band["low"], 0.0), np.minimum(band["high"], 1.0), color=c, alpha=0.2,
+                        linewidth=0)  # fmt: skip
     ax.set_xlabel("environment steps (thousands)")
+    ax.set_ylim(0.0, 1.05)
     ax.set_ylabel("training episodes over a limit so far (share)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)

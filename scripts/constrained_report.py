@@ -123,7 +123,8 @@ def main(args: Args) -> dict:
         "## Learning curves",
         "",
         "Training episodes (train prompts), per update: PSNR per request and each cost per session over its limit "
-        "(1 = the limit), mean over seeds with a 95% t-interval, each seed smoothed over 9 updates.",
+        "(1 = the limit; the axis stops at 3, above which the first updates go), mean over seeds with a 95% "
+        "t-interval, each seed smoothed over 9 updates.",
         "",
         f"![learning curves]({curves_png.name})",
         "",

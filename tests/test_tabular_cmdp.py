@@ -107,3 +107,28 @@ def test_bad_configs_are_refused():
         gym.make(ENV_ID, horizn=3)
     with pytest.raises(ValueError, match="shape"):
         TabularProblem(TabularCMDPConfig()).evaluate(np.ones((2, 2, 2)))
+
+
+def test_training_curves_and_their_summary_over_seeds(tmp_path):
+    import json
+
+    from meg_gym.learning_curves import collect_runs, curve_summary, plot_curves
+
+    for seed, level in ((1, 1.0), (2, 3.0)):
+        run = tmp_path / f"algo__{seed}"
+        curves = constrained.TrainingCurves(run, None, ["a", "b"])
+        for step in range(1, 21):
+            returns = [np.full(4, level)]
+            costs = [np.array([[0.5, 2.0], [0.5, 0.5], [1.5, 0.5], [0.5, 0.5]])]  # 2 of 4 episodes break a limit
+            curves.add(step * 100, returns, costs)
+        (run / "model.json").write_text(json.dumps({"algorithm": "algo", "cost_names": ["a", "b"],
+                                                    "args": {"env_id": "x", "seed": seed}}))  # fmt: skip
+    last = [json.loads(line) for line in (tmp_path / "algo__1" / "curves.jsonl").read_text().splitlines()][-1]
+    assert last["violation_share"] == [0.25, 0.25] and last["cumulative_violating_episodes"] == 40
+    assert last["cumulative_violation"] == pytest.approx([10.0, 20.0])
+    summary = curve_summary(collect_runs([tmp_path]))["algo"]
+    assert summary["return_per_step"]["mean"][-1] == pytest.approx(2.0)  # the mean of the two seeds
+    assert summary["return_per_step"]["low"][-1] < 2.0 < summary["return_per_step"]["high"][-1]
+    assert summary["violating_episode_share"]["mean"][-1] == pytest.approx(0.5)
+    plot_curves({"algo": summary}, tmp_path / "c.png", tmp_path / "v.png", "return")
+    assert (tmp_path / "c.png").stat().st_size > 1000 and (tmp_path / "v.png").stat().st_size > 1000
