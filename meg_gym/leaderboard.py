@@ -379,19 +379,22 @@ def violation_interval(runs: list[dict[str, Any]], key: str) -> list[float]:
     """[share, low, high]: the share of test sessions over a limit with a 95% interval.
 
     One run: Wilson's score interval over its sessions (it stays inside [0, 1] and is not empty at a share of 0).
-    Several runs: the mean of the runs' shares, normal across the runs, widened by each run's binomial spread.
+    Several runs: the mean of the runs' shares, normal across the runs, widened by each run's binomial spread, and
+    at least the Wilson interval of all their sessions pooled.
     """
     shares = np.array([r["violations"][key] for r in runs])
     n = runs[0]["episodes"]
+    p, z, total = shares.mean(), 1.96, n * len(runs)
+    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
+    half = z * np.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
+    wilson = [float(max(0.0, centre - half)), float(min(1.0, centre + half))]  # all sessions pooled
     if len(runs) == 1:
-        p, z = shares[0], 1.96
-        centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-        half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-        return [float(p), float(max(0.0, centre - half)), float(min(1.0, centre + half))]
+        return [float(p), *wilson]
     binomial = np.mean(shares * (1 - shares) / n) / len(runs)
     se = np.sqrt(binomial + shares.var(ddof=1) / len(runs))
-    mean = shares.mean()
-    return [float(mean), float(max(0.0, mean - 1.96 * se)), float(min(1.0, mean + 1.96 * se))]
+    # the spread across seeds, and never narrower than the pooled sessions' Wilson interval (seeds that all
+    # meet a limit in every session would otherwise give an interval of zero width)
+    return [float(p), min(wilson[0], float(max(0.0, p - 1.96 * se))), max(wilson[1], float(min(1.0, p + 1.96 * se)))]
 
 
 def performance_profile(tables: list[dict[str, Any]], path: Path, reps: int, seed: int) -> list[str]:

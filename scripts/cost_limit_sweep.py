@@ -3,9 +3,11 @@
     # the references at each limit (80 J is the default, already in runs/split_control)
     for L in 40 160; do python scripts/evaluate_split_control.py --env.ue-energy-limit-j $L \
         --runs-dir runs/cost_limit/refs_$L --output runs/cost_limit/refs_$L.md; done
-    # the learners at each limit (Ray trials; 80 J: the leaderboard's runs)
-    meg-gym sweep --env MEG-SplitControl-v0 --algo ppo-lagrangian focops --seeds 3 --total-timesteps 600000 \
-        --env-config '{"ue_energy_limit_j": 40}' '{"ue_energy_limit_j": 160}' --out runs/cost_limit/learners
+    # the learners at each limit (80 J: the leaderboard's runs in runs/split_learners), as Ray trials or one by one:
+    meg-gym sweep --env MEG-SplitControl-v0 --algo ppo-lagrangian --seeds 3 --total-timesteps 600000 \
+        --env-config '{"ue_energy_limit_j": 40}' '{"ue_energy_limit_j": 160}' --out runs/cost_limit/ppo-lagrangian
+    for L in 40 160; do for S in 1 2 3; do meg-gym train focops --seed $S --env.ue-energy-limit-j $L --save-model \
+        --run-name cost_limit/focops/focops_${L}__$S; done; done
     python scripts/cost_limit_sweep.py runs/split_control runs/split_learners runs/cost_limit
 
 Reads eval.json files and sweeps' results.jsonl (as the leaderboard does), keeps the default configuration except
@@ -53,7 +55,9 @@ def interval(values: np.ndarray, episode_se: float) -> list[float]:
 
 
 def collect(paths: list[Path]) -> dict[str, dict[float, list[dict]]]:
-    default = {k: v for k, v in SplitControlConfig(split="test").to_dict().items() if k != LIMIT}
+    default = json.loads(
+        json.dumps({k: v for k, v in SplitControlConfig(split="test").to_dict().items() if k != LIMIT})
+    )
     found: dict[str, dict[float, list[dict]]] = {}
     for path in find_evals(paths):
         for r in records_of(path):
@@ -104,6 +108,7 @@ def plot(summary: dict, path: Path) -> None:
     right.plot(every, every, color="black", linestyle="--", linewidth=1, label="the limit")
     for ax in (left, right):
         ax.set_xscale("log")
+        ax.minorticks_off()
         ax.set_xticks(every, [f"{v:g}" for v in every])
         ax.set_xlabel("UE energy limit per session (J)")
         ax.grid(alpha=0.3)
@@ -131,7 +136,8 @@ def main(args: Args) -> dict:
         "docstring). Default configuration except the UE energy limit per session; 1,024 test sessions per run; the "
         "deadline-miss limit stays 1. Learners: mean over their seeds with a 95% t-interval (the number of seeds in "
         "brackets); references: one run each, interval over the sessions. *over*: the share of test sessions that "
-        "break a limit.",
+        "break a limit. The learners are the two best of [constrained_learners.md](constrained_learners.md) at the "
+        "default 80 J, with their files' defaults (untuned) at every limit.",
         "",
         f"![PSNR against the UE energy limit]({figure.name})",
         "",

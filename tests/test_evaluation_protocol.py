@@ -299,3 +299,5 @@ def test_violation_shares_count_sessions_over_each_limit_with_intervals():
     runs = [{"violations": {"any": v}, "episodes": 1000} for v in (0.1, 0.2, 0.3)]
     mean, low, high = leaderboard.violation_interval(runs, "any")
     assert mean == pytest.approx(0.2) and 0.0 <= low < 0.2 < high <= 1.0
+    never = leaderboard.violation_interval([{"violations": {"any": 0.0}, "episodes": 1000}] * 3, "any")
+    assert never[:2] == [0.0, 0.0] and 0.0 < never[2] < 0.002  # three seeds that never break it: not [0, 0]

@@ -24,6 +24,7 @@ NAMES = {
     "PPO, 1000k steps": "ppo (1000k)",
     "IPPO, 100k steps": "ippo (100k)",
     "PPO-Lagrangian, 600k steps": "ppo-lagrangian",
+    "FOCOPS, 600k steps": "focops",
 }
 
 
@@ -91,3 +92,10 @@ def test_the_check_fails_for_a_policy_the_leaderboard_lacks(policy):
     else:
         with pytest.raises(ValueError):
             leaderboard_row("MEG-SplitControl-v0", policy)
+
+
+def test_the_readme_names_the_best_constrained_learner_of_its_page():
+    data = json.loads((DOCS / "constrained_learners.json").read_text())
+    named = re.search(r"best constrained learner[^:]*: ([\w-]+)", " ".join(README.split()), re.IGNORECASE)
+    assert named, "the README's results name no best constrained learner"
+    assert named.group(1).lower() == data["best_learner"], (named.group(1), data["best_learner"])
