@@ -99,3 +99,19 @@ def test_the_readme_names_the_best_constrained_learner_of_its_page():
     named = re.search(r"best constrained learner[^:]*: ([\w-]+)", " ".join(README.split()), re.IGNORECASE)
     assert named, "the README's results name no best constrained learner"
     assert named.group(1).lower() == data["best_learner"], (named.group(1), data["best_learner"])
+
+
+def test_the_readme_protocol_figures_are_the_code_constants():
+    from meg_gym import evaluation
+    from meg_gym.config import SplitControlConfig
+
+    text = " ".join(README.split())
+    assert f"{evaluation.DEFAULT_EVAL_EPISODES:,} test-prompt episodes" in text
+    assert f"episode j seeded with {evaluation.EVAL_SEED:,} + j" in text
+    sessions = json.loads((DOCS / "split_table_validation.json").read_text())["ranking"]["sessions"]
+    assert f"checked live on {sessions} sessions" in text
+    limits = SplitControlConfig().cost_limits
+    assert (
+        f"UE energy (J; limit {limits['ue_energy']:g} per session), deadline misses (limit {limits['deadline_miss']:g})"
+        in text
+    )
