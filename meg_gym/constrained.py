@@ -59,15 +59,15 @@ def make_training_envs(env_id: str, num_envs: int, config: Any = None, split: st
         kwargs["split"] = split
     elif config is not None and evaluation.env_kwargs(config):
         raise SystemExit(f"--env.* settings are {type(config).__name__}'s; {env_id} takes none from the command line")
-    mode = "vector_entry_point" if spec.vector_entry_point is not None else "sync"
-    if mode == "sync":
+    if spec.vector_entry_point is None:
         return gym.make_vec(
             env_id, num_envs=num_envs, vectorization_mode="sync",
             vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP}, **kwargs,
         )  # fmt: skip
     return gym.make_vec(
-        env_id, num_envs=num_envs, vectorization_mode=mode, autoreset_mode=AutoresetMode.SAME_STEP, **kwargs
-    )
+        env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", autoreset_mode=AutoresetMode.SAME_STEP,
+        **kwargs,
+    )  # fmt: skip
 
 
 def cost_limits(envs: gym.vector.VectorEnv) -> dict[str, float]:

@@ -193,6 +193,7 @@ class TabularCMDPEnv(gym.Env):
         self.problem = TabularProblem(self.config)
         self.observation_space, self.action_space = _spaces(self.config)
         self.render_mode = render_mode
+        self._table = self.problem.observations()  # every observation, built once (step only indexes it)
         self._state, self._t = 0, 0
 
     @property
@@ -200,7 +201,7 @@ class TabularCMDPEnv(gym.Env):
         return self.problem.cost_limits
 
     def _obs(self) -> np.ndarray:
-        return self.problem.observations()[min(self._t, self.config.horizon - 1), self._state]
+        return self._table[min(self._t, self.config.horizon - 1), self._state].copy()
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
