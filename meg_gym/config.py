@@ -156,7 +156,8 @@ class SplitControlConfig(ChannelConfig):
 
     Attributes:
         cache_dir: Latent cache folder; None is the shipped embedded cache.
-        split: Prompt split requests draw from: "train" or "test" (held-out prompts, for evaluation).
+        split: Prompt split requests draw from: "train" or "test" (held-out prompts, for evaluation); for tuning,
+            "fit" or "validation" (the train table's prompts in the cache's fit / validation parts of train).
         fidelity: "table" (outcomes read from the shipped quality table, fast) or "live" (the UE's decode,
             denoising steps and image decode run on every request).
         device: Where ``"live"`` runs the UNet and the VAE ("cpu", "cuda", ...).
@@ -220,7 +221,7 @@ class SplitControlConfig(ChannelConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _one_of(self, "split", ("train", "test"))
+        _one_of(self, "split", ("train", "test", "fit", "validation"))
         _one_of(self, "fidelity", ("table", "live"))
         _one_of(self, "action_space", ("multi-discrete", "box"))
         _one_of(self, "reward", REWARD_METRICS)

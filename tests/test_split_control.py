@@ -362,6 +362,33 @@ def test_references_plan_on_the_train_prompts_estimate_and_the_bound_on_the_serv
                              train.objects)  # fmt: skip
 
 
+def test_fit_and_validation_partition_the_train_table_as_the_cache_does(tmp_path):
+    from meg_gym.cache import LatentCache
+
+    cache = LatentCache.load()
+    train = sc.Sessions(SplitControlConfig(split="train"), 1).table
+    fit = sc.Sessions(SplitControlConfig(split="fit"), 1)
+    validation = sc.Sessions(SplitControlConfig(split="validation"), 1)
+    # the train table's prompts, split as the cache splits its train prompts: disjoint, together all of train
+    np.testing.assert_array_equal(validation.table.rows, np.intersect1d(train.rows, cache.indices("validation")))
+    np.testing.assert_array_equal(fit.table.rows, np.intersect1d(train.rows, cache.indices("fit")))
+    assert len(fit.table.rows) + len(validation.table.rows) == len(train.rows) and len(validation.table.rows) > 0
+    position = np.searchsorted(train.rows, validation.table.rows)
+    np.testing.assert_array_equal(validation.table.values["psnr"], train.values["psnr"][position])
+    # validation sessions are planned on the fit prompts' estimate (never on their own or on train's, which holds
+    # them); fit sessions on their own
+    first = 0
+    members = fit.objects == validation.objects[first]
+    np.testing.assert_allclose(validation.planning_table.values["psnr"][first, ..., 0],
+                               fit.table.values["psnr"][members].mean((0, -1)), rtol=1e-6)  # fmt: skip
+    assert fit.planning_table is fit.expected_table
+    # a train table too small to hold a validation prompt is refused with the fix
+    small = train.restricted_to("train", train.rows[:3])
+    small.save(tmp_path)
+    with pytest.raises(QualityTableError, match="no 'validation' prompt.*more prompts"):
+        sc.Sessions(SplitControlConfig(split="validation", table_dir=str(tmp_path)), 1)
+
+
 def test_effective_snr_mappings():
     equal = np.full((2, 4), 10.0)
     np.testing.assert_allclose(effective_snr_db(equal), 10.0)

@@ -23,7 +23,7 @@ from meg_gym import channel
 from meg_gym.config import SplitControlConfig, config_from_kwargs
 from meg_gym.energy import EnergyBudget
 from meg_gym.envs.split_control.live import SCHEME_RATIOS
-from meg_gym.envs.split_control.quality_table import effective_snr_db, shared_table
+from meg_gym.envs.split_control.quality_table import effective_snr_db, file_split, shared_table
 from meg_gym.link import (
     REWARDS,
     SNR_DB_RANGE,
@@ -132,7 +132,7 @@ class Sessions:
         self.config = config
         self.channel = config.channel  # built once: the per-request gain draws use it
         self.num_envs = num_envs
-        self.table = shared_table(config.split, config.table_dir)
+        self.table = shared_table(config.split, config.table_dir, config.cache_dir)
         self._check_table()
         from meg_gym.cache import LatentCache
 
@@ -182,7 +182,7 @@ class Sessions:
 
             cfg = self.config
             # the receiver the table was measured with, so that both fidelities serve the same physics
-            self.live = shared_live_ue(cfg.cache_dir, cfg.split, cfg.device, self.table.raw_latent_receiver)
+            self.live = shared_live_ue(cfg.cache_dir, file_split(cfg.split), cfg.device, self.table.raw_latent_receiver)
             self.live_index = np.searchsorted(self.live.rows, self.table.rows)
             self.live_symbols = max(self.live.num_symbols(s) for s in cfg.schemes)
 
@@ -193,7 +193,7 @@ class Sessions:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self.table = shared_table(self.config.split, self.config.table_dir)
+        self.table = shared_table(self.config.split, self.config.table_dir, self.config.cache_dir)
         self._expected_table = self._planning_table = None
         self.live = None
         self._acquire_live()
@@ -207,7 +207,7 @@ class Sessions:
             raise ValueError(
                 f"the quality table for split {self.config.split!r} was measured on latent cache {str(got)[:12]}, "
                 f"but this environment uses cache {expected[:12]}; build a table for it with "
-                f"`python scripts/build_quality_table.py --split {self.config.split} --cache-dir <cache> "
+                f"`python scripts/build_quality_table.py --split {file_split(self.config.split)} --cache-dir <cache> "
                 "--output-dir <folder>` and pass table_dir=<folder>"
             )
         missing = [s for s in self.config.schemes if s not in self.table.schemes]
@@ -226,22 +226,25 @@ class Sessions:
     @property
     def planning_table(self):
         """What the references plan on: the same expectation (per object count, pooled over prompts and draws),
-        estimated on the TRAIN split's table, as a learner trained on train prompts would estimate it.
+        estimated on the table of the prompts a learner would have trained on: the train table for test sessions,
+        the fit table for validation sessions (tuning).
 
         A test session's outcomes are read from the test table, whose noise this estimate does not share. Planning
         on the test table's own class means would pick, among many actions, those whose means its noise happens
         to raise, a gain live runs do not repeat (the optimizer's curse: measured +0.2 to +0.3 dB of table over
-        live for the adaptive references, 2026-12-02). On train sessions it is :attr:`expected_table`.
+        live for the adaptive references, 2026-12-02). On train and fit sessions it is :attr:`expected_table`.
         """
         if self._planning_table is None:
-            if self.config.split == "train":
+            source = {"test": "train", "validation": "fit"}.get(self.config.split)
+            if source is None:
                 self._planning_table = self.expected_table
             else:
                 from meg_gym.cache import LatentCache
 
-                train = shared_table("train", self.config.table_dir)
-                prompts = LatentCache.load(self.config.cache_dir).prompts
-                self._planning_table = self.table.valued_by(train, self.objects, split_objects(train, prompts))
+                cfg = self.config
+                known = shared_table(source, cfg.table_dir, cfg.cache_dir)
+                prompts = LatentCache.load(cfg.cache_dir).prompts
+                self._planning_table = self.table.valued_by(known, self.objects, split_objects(known, prompts))
         return self._planning_table
 
     # ---------------------------------------------------------------- state
@@ -569,7 +572,7 @@ class SplitControlEnv(gym.Env):
 
     env = gym.make(
         "MEG-SplitControl-v0",
-        split="train",                 # or "test" (held-out prompts, for evaluation)
+        split="train",                 # or "test" (held-out prompts, for evaluation); "fit"/"validation" to tune
         fidelity="table",              # or "live" (UNet and VAE on every request; device="cuda" to use a GPU)
         num_requests=32,               # requests per session
         ue_energy_limit_j=80.0,        # UE battery allowance per session (J)
@@ -671,7 +674,7 @@ class SplitControlEnv(gym.Env):
         from meg_gym.envs.split_control.live import shared_live_ue
 
         cfg, last = self.config, self._history[-1]
-        ue = shared_live_ue(cfg.cache_dir, cfg.split, cfg.device, self.sessions.table.raw_latent_receiver)
+        ue = shared_live_ue(cfg.cache_dir, file_split(cfg.split), cfg.device, self.sessions.table.raw_latent_receiver)
         row = np.searchsorted(ue.rows, self.sessions.table.rows[last["prompt_index"]])
         noise = last["noise"]
         label = f"received: {last['scheme']}, split {last['split_step']}, {last['quality']:.1f} dB"

@@ -75,7 +75,7 @@ class QualityTable:
     """Quality of every (prompt, split step, scheme, SNR grid point, noise draw) of one prompt split.
 
     Attributes:
-        split: The prompt split ("train" or "test").
+        split: The prompt split ("train" or "test"; "fit" or "validation" for a part of the train table).
         rows: (P,) cache rows of the prompts, in the split's order (prompt ``i`` of the env is ``rows[i]``).
         split_steps: The ES step counts on the second axis.
         schemes: The scheme names on the third axis.
@@ -167,6 +167,13 @@ class QualityTable:
         meta = {**self.meta, "pooled": f"by group, over the prompts and draws of the {source.split!r} table"}
         return dataclasses.replace(self, values=values, meta=meta)
 
+    def restricted_to(self, split: str, rows) -> QualityTable:
+        """The table of this one's prompts whose cache rows are in ``rows`` (in this table's order), named ``split``."""
+        keep = np.isin(self.rows, np.asarray(rows))
+        values = {name: v[keep] for name, v in self.values.items()}
+        meta = {**self.meta, "part_of": self.split}
+        return dataclasses.replace(self, split=split, rows=self.rows[keep], values=values, meta=meta)
+
     # ------------------------------------------------------------------ files
     def save(self, folder: Path | str) -> Path:
         from safetensors.numpy import save_file
@@ -251,11 +258,41 @@ class QualityTable:
         )
 
 
+# "fit" and "validation" (for tuning) are parts of the train split: their table is the train table's prompts in
+# that part of the cache (LatentCache.indices), and the split whose table a tuning part plans on is "fit"
+TUNING_PARTS = ("fit", "validation")
+
+
+def file_split(split: str) -> str:
+    """The split whose table file holds ``split``'s prompts ("train" for the tuning parts)."""
+    return "train" if split in TUNING_PARTS else split
+
+
 @functools.lru_cache(maxsize=8)
-def _shared(split: str, folder: str | None) -> QualityTable:
-    return QualityTable.load(split, folder)
+def _shared(split: str, folder: str | None, cache_dir: str | None) -> QualityTable:
+    if split not in TUNING_PARTS:
+        return QualityTable.load(split, folder)
+    from meg_gym.cache import VALIDATION_EVERY, LatentCache
+
+    train = _shared("train", folder, None)
+    part = train.restricted_to(split, LatentCache.load(cache_dir).indices(split))
+    if part.num_prompts == 0:
+        raise QualityTableError(
+            f"the train quality table's {train.num_prompts} prompts include no {split!r} prompt (every "
+            f"{VALIDATION_EVERY}th train prompt of the cache is held out for validation); build a train table "
+            "with more prompts (scripts/build_quality_table.py --split train)"
+        )
+    return part
 
 
-def shared_table(split: str, folder: Path | str | None = None) -> QualityTable:
-    """The process-wide (read-only) quality table of a split (loaded and verified once)."""
-    return _shared(split, None if folder is None else str(Path(folder).resolve()))
+def shared_table(split: str, folder: Path | str | None = None, cache_dir: Path | str | None = None) -> QualityTable:
+    """The process-wide (read-only) quality table of a split (loaded and verified once).
+
+    ``split`` is "train", "test", or a tuning part of train ("fit", "validation"), which needs ``cache_dir``'s
+    partition of the train prompts (None: the shipped cache).
+    """
+
+    def resolved(path):
+        return None if path is None else str(Path(path).resolve())
+
+    return _shared(split, resolved(folder), resolved(cache_dir) if split in TUNING_PARTS else None)
