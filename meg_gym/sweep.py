@@ -276,32 +276,39 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
 
 def best_settings(search_dir: Path) -> dict[str, tuple[dict[str, Any], int, float]]:
     """Per algorithm: the hyperparameters with the best mean validation PSNR over their seeds in a search sweep,
-    how many settings were tried, and that validation PSNR.
-
-    Constrained environments: only settings whose mean validation costs meet every limit compete on PSNR; when
-    none does, the one that exceeds its limits least (the largest cost over its limit) is chosen.
-    """
+    how many settings were tried, and that validation PSNR (see :func:`choose_setting`)."""
     rows = [r for r in read_rows(search_dir / "results.jsonl") if r["stage"] == "search"]
     if not rows:
         raise SystemExit(f"{search_dir}/results.jsonl has no search rows; run a sweep with --search-trials first")
     best = {}
     for algo in sorted({r["algo"] for r in rows}):
-        scores: dict[str, list[float]] = {}
-        excess: dict[str, list[float]] = {}
-        for r in rows:
-            if r["algo"] == algo:
-                key = json.dumps(r["hparams"], sort_keys=True)
-                scores.setdefault(key, []).append(r["validation_psnr_mean"])
-                limits = r.get("cost_limits") or {}
-                over = [r.get("validation_costs", {}).get(c, 0.0) / v - 1.0 for c, v in limits.items() if v > 0]
-                excess.setdefault(key, []).append(max(over, default=-1.0))
-        feasible = [k for k in scores if np.mean(excess[k]) <= 1e-9]
-        if feasible:
-            chosen = max(feasible, key=lambda k: np.mean(scores[k]))
-        else:
-            chosen = min(scores, key=lambda k: np.mean(excess[k]))
-        best[algo] = (json.loads(chosen), len(scores), float(np.mean(scores[chosen])))
+        mine = [r for r in rows if r["algo"] == algo]
+        chosen, score = choose_setting(mine)
+        best[algo] = (chosen, len({json.dumps(r["hparams"], sort_keys=True) for r in mine}), score)
     return best
+
+
+def choose_setting(rows: list[dict[str, Any]]) -> tuple[dict[str, Any], float]:
+    """The hyperparameters (and their mean validation PSNR) that search rows of one algorithm select.
+
+    Settings are compared on their mean over seeds. Constrained environments: only settings whose mean validation
+    costs meet every limit compete on PSNR; when none does, the one that exceeds its limits least (the largest
+    cost over its limit) is chosen.
+    """
+    scores: dict[str, list[float]] = {}
+    excess: dict[str, list[float]] = {}
+    for r in rows:
+        key = json.dumps(r["hparams"], sort_keys=True)
+        scores.setdefault(key, []).append(r["validation_psnr_mean"])
+        limits = r.get("cost_limits") or {}
+        over = [r.get("validation_costs", {}).get(c, 0.0) / v - 1.0 for c, v in limits.items() if v > 0]
+        excess.setdefault(key, []).append(max(over, default=-1.0))
+    feasible = [k for k in scores if np.mean(excess[k]) <= 1e-9]
+    if feasible:
+        chosen = max(feasible, key=lambda k: np.mean(scores[k]))
+    else:
+        chosen = min(scores, key=lambda k: np.mean(excess[k]))
+    return json.loads(chosen), float(np.mean(scores[chosen]))
 
 
 def _json_object(text: str, what: str) -> dict[str, Any]:

@@ -1,13 +1,17 @@
-"""Tuned vs untuned learners on MEG-PowerControl-v0: docs/results/tuning.md (+ .json) from tuning sweeps' results.jsonl.
+"""Tuned vs untuned learners of one environment: a page (+ .json) from tuning sweeps' results.jsonl.
 
     python scripts/tuning_report.py --search runs/tune/search-ppo runs/tune/search-offpolicy4 \
-        --tuned runs/tune/tuned-ppo runs/tune/tuned-ddpg-td3 runs/tune/tuned-sac
+        --tuned runs/tune/tuned-ppo runs/tune/tuned-ddpg-td3 runs/tune/tuned-sac        # -> docs/results/tuning.md
+    python scripts/tuning_report.py --search runs/tune_split/search --tuned runs/tune_split/tuned \
+        --output docs/results/tuning_split_control.md                                   # the constrained learners
 
 The sweeps are scripts/sweep.py's (the commands are in each folder's sweep.json and in docs/sweeps.md). Per
 algorithm: the hyperparameter settings tried (the search trained on the "fit" prompts and scored on the held-out
 "validation" prompts), the one selected, and the test-prompt PSNR of the tuned runs against the untuned runs of
 the same algorithm and training steps in the leaderboard database (docs/results/leaderboard.json, the shipped cache,
-default settings).
+default settings). On a constrained environment (MEG-SplitControl-v0) the selection is feasibility-aware
+(``meg_gym.sweep.choose_setting``) and the page adds each cost against its limit and the share of test sessions
+over each limit, for the search settings on validation and for the tuned and untuned runs on test.
 """
 
 from __future__ import annotations
@@ -21,8 +25,8 @@ import numpy as np
 import tyro
 
 from meg_gym.cache import cache_fingerprint
-from meg_gym.leaderboard import config_label
-from meg_gym.sweep import ALGORITHMS, baseline_args, cli_flags, draw_search, read_rows
+from meg_gym.leaderboard import config_label, session_violations
+from meg_gym.sweep import ALGORITHMS, baseline_args, choose_setting, cli_flags, draw_search, read_rows
 
 
 @dataclass
@@ -38,6 +42,7 @@ class Args:
     database: Path = Path("docs/results/leaderboard.json")
     """where the untuned runs' records are"""
     output: Path = Path("docs/results/tuning.md")
+    """the page (its data: the same name, .json)"""
     budget: int = 4
     """the trial budget per algorithm: an algorithm searched with more settings is checked to select the same one
     among its first ``budget`` settings (in the order they were drawn)"""
@@ -55,15 +60,26 @@ def wall_hours(rows: list[dict]) -> float:
     return busy / 3600
 
 
-def untuned_runs(database: Path, algo: str, steps: int) -> list[float]:
-    """Test PSNR of the leaderboard's runs of ``algo`` with its defaults: default settings, the shipped cache."""
+def untuned_runs(database: Path, env_id: str, algo: str, steps: int) -> list[dict]:
+    """The leaderboard's records of ``algo``'s runs with its defaults: default settings, the shipped cache."""
     shipped = cache_fingerprint()
     return [
-        r["psnr"]
+        r
         for r in json.loads(database.read_text())["records"]
-        if r["env_id"] == "MEG-PowerControl-v0" and r["policy"] == algo and r["training_steps"] == steps
+        if r["env_id"] == env_id and r["policy"] == algo and r["training_steps"] == steps
         and r["cache_sha256"] == shipped and config_label(r["config"]) == "default"
     ]  # fmt: skip
+
+
+def costs_of(runs: list[dict], limits: dict[str, float]) -> dict[str, dict[str, float]]:
+    """Per cost: the mean over runs of its mean per test session, and the mean share of sessions over its limit
+    (``runs`` are sweep rows, whose ``eval`` is the run's eval.json, or leaderboard records)."""
+    out = {}
+    for cost in limits:
+        means = [r[f"{cost}_mean"] if f"{cost}_mean" in r else r[cost]["mean"] for r in runs]
+        shares = [(session_violations(r["eval"]) if "eval" in r else r["violations"])[cost] for r in runs]
+        out[cost] = {"mean": float(np.mean(means)), "over_limit_share": float(np.mean(shares))}
+    return out
 
 
 def short_commit(commit: str) -> str:
@@ -74,8 +90,13 @@ def short_commit(commit: str) -> str:
 def main(args: Args) -> dict:
     search = [r for folder in args.search for r in read_rows(folder / "results.jsonl")]
     tuned = [r for folder in args.tuned for r in read_rows(folder / "results.jsonl")]
-    report = {"algorithms": [], "search_hours": wall_hours(search), "tuned_hours": wall_hours(tuned),
-              "commits": sorted({r["commit"] for r in search + tuned}),
+    envs = sorted({r["env_id"] for r in search + tuned})
+    if len(envs) != 1:
+        raise SystemExit(f"the sweeps hold {len(envs)} environments ({envs}); give the sweeps of one environment")
+    env_id = envs[0]
+    limits = (tuned or search)[0].get("cost_limits") or {}
+    report = {"env_id": env_id, "cost_limits": limits, "algorithms": [], "search_hours": wall_hours(search),
+              "tuned_hours": wall_hours(tuned), "commits": sorted({r["commit"] for r in search + tuned}),
               "dates": sorted({r["finished"][:10] for r in search + tuned}),
               "cache_sha256": sorted({r["cache_sha256"] for r in search + tuned})}  # fmt: skip
     for algo in sorted({r["algo"] for r in tuned}):
@@ -86,15 +107,23 @@ def main(args: Args) -> dict:
         settings = []
         for hparams in {json.dumps(r["hparams"], sort_keys=True) for r in rows}:
             mine = [r for r in rows if json.dumps(r["hparams"], sort_keys=True) == hparams]
-            settings.append({"hparams": json.loads(hparams), "validation_psnr": float(np.mean([r["validation_psnr_mean"] for r in mine])),
-                             "seeds": len(mine), "test_psnr": float(np.mean([r["psnr_mean"] for r in mine]))})  # fmt: skip
+            setting = {"hparams": json.loads(hparams), "validation_psnr": float(np.mean([r["validation_psnr_mean"] for r in mine])),
+                       "seeds": len(mine), "test_psnr": float(np.mean([r["psnr_mean"] for r in mine]))}  # fmt: skip
+            if limits:
+                setting["validation_costs"] = {
+                    c: float(np.mean([r["validation_costs"][c] for r in mine])) for c in limits
+                }
+                setting["feasible"] = all(setting["validation_costs"][c] <= v for c, v in limits.items())
+            settings.append(setting)
         order = [json.dumps(h, sort_keys=True) for h in draw_search(algo, len(settings), 0)]
         for s in settings:
             s["drawn"] = order.index(json.dumps(s["hparams"], sort_keys=True)) + 1
-        within = max((s for s in settings if s["drawn"] <= args.budget), key=lambda s: s["validation_psnr"])
+        drawn_within = {json.dumps(s["hparams"], sort_keys=True) for s in settings if s["drawn"] <= args.budget}
+        within, _ = choose_setting([r for r in rows if json.dumps(r["hparams"], sort_keys=True) in drawn_within])
         settings.sort(key=lambda s: -s["validation_psnr"])
         chosen = final[0]["hparams"]
-        untuned = untuned_runs(args.database, algo, steps)
+        untuned_records = untuned_runs(args.database, env_id, algo, steps)
+        untuned = [r["psnr"] for r in untuned_records]
         tuned_psnr = [r["psnr_mean"] for r in final]
         diff = float(np.mean(tuned_psnr) - np.mean(untuned)) if untuned else None
         se = (
@@ -102,18 +131,23 @@ def main(args: Args) -> dict:
             if len(untuned) > 1
             else None
         )
-        report["algorithms"].append({
+        entry = {
             "algo": algo, "steps_per_trial": steps, "search_trials": len(rows), "settings": settings,
             "selected": chosen, "defaults": {k: defaults[k] for k in chosen},
             "tuned_test_psnr": tuned_psnr, "untuned_test_psnr": untuned,
             "tuned_minus_untuned": diff, "ci": [diff - 1.96 * se, diff + 1.96 * se] if se is not None else None,
             "search_env_steps": sum(r["total_timesteps"] for r in rows),
             "search_trial_hours": sum(r["wall_s"] for r in rows) / 3600,
-            "same_selection_within_budget": within["hparams"] == chosen,
-        })  # fmt: skip
+            "same_selection_within_budget": within == chosen,
+        }  # fmt: skip
+        if limits:
+            entry["tuned_costs"] = costs_of(final, limits)
+            entry["untuned_costs"] = costs_of(untuned_records, limits) if untuned_records else None
+        report["algorithms"].append(entry)
     args.output.with_suffix(".json").write_text(json.dumps(report, indent=1))
+    constrained = bool(limits)
     lines = [
-        "# Tuned learners on MEG-PowerControl-v0",
+        f"# Tuned learners on {env_id}",
         "",
         "Made by `python scripts/tuning_report.py` from the tuning sweeps of `scripts/sweep.py` (commands below) at "
         f"commit(s) {', '.join(short_commit(c) for c in report['commits'])}, latent cache "
@@ -124,8 +158,13 @@ def main(args: Args) -> dict:
         "Protocol: every algorithm gets the same budget of search trials, each one training run of the baseline's "
         "step count on the *fit* prompts (seven eighths of train), scored on the held-out *validation* prompts "
         "(the other eighth of train; 512 episodes). The first setting is the baseline's defaults, the others are "
-        "drawn at random from `meg_gym.sweep.SEARCH_SPACES`. The setting with the best validation PSNR is then "
-        "trained on all train prompts with 3 seeds and evaluated on the test prompts (1,024 episodes, the "
+        "drawn at random from `meg_gym.sweep.SEARCH_SPACES`. The setting with the best validation PSNR "
+        + (
+            "among those whose mean validation costs meet every limit (the one over its limits least if none does) "
+            if constrained
+            else ""
+        )
+        + "is then trained on all train prompts with 3 seeds and evaluated on the test prompts (1,024 episodes, the "
         "leaderboard's protocol). Test prompts decide nothing. *Untuned* are the leaderboard's runs of the "
         "defaults with the same steps (3 seeds, same cache and test episodes). Interval: normal, over the seeds' "
         "means (tuned and untuned independent).",
@@ -157,6 +196,32 @@ def main(args: Args) -> dict:
             diff += f" [{a['ci'][0]:+.2f}, {a['ci'][1]:+.2f}]"
         lines.append(f"| {a['algo']} | {a['steps_per_trial'] // 1000}k | {a['search_trials']} | {chosen} | "
                      f"{spread(a['untuned_test_psnr'])} | {spread(a['tuned_test_psnr'])} | {diff} |")  # fmt: skip
+    if constrained:
+        names = list(limits)
+        lines += [
+            "",
+            "Costs on the test sessions, untuned -> tuned (mean over the seeds; limits "
+            + ", ".join(f"{c} {v:g}" for c, v in limits.items())
+            + "), and the share of test sessions over each limit:",
+            "",
+            "| learner | "
+            + " | ".join(f"{c} (limit {limits[c]:g})" for c in names)
+            + " | "
+            + " | ".join(f"over the {c} limit (%)" for c in names)
+            + " |",
+            "|---|" + "---|" * (2 * len(names)),
+        ]
+        for a in report["algorithms"]:
+            before, after = a["untuned_costs"], a["tuned_costs"]
+            cells = [f"{before[c]['mean']:.2f} -> {after[c]['mean']:.2f}" if before else f"{after[c]['mean']:.2f}"
+                     for c in names]  # fmt: skip
+            cells += [
+                f"{100 * before[c]['over_limit_share']:.1f} -> {100 * after[c]['over_limit_share']:.1f}"
+                if before
+                else f"{100 * after[c]['over_limit_share']:.1f}"
+                for c in names
+            ]
+            lines.append(f"| {a['algo']} | " + " | ".join(cells) + " |")
     lines += ["", "## Train a tuned learner", ""]
     for a in report["algorithms"]:
         flags = " ".join(cli_flags("", a["selected"]))
@@ -172,7 +237,11 @@ def main(args: Args) -> dict:
                   f"{a['search_trial_hours']:.1f} trial-hours):", ""]  # fmt: skip
         for s in a["settings"]:
             text = ", ".join(f"{k} {v}" for k, v in sorted(s["hparams"].items())) or "defaults"
-            lines.append(f"- {s['validation_psnr']:.3f} dB (setting {s['drawn']}): {text}")
+            costs = ""
+            if constrained:
+                costs = (" (" + ", ".join(f"{c} {v:.2f}" for c, v in s["validation_costs"].items())
+                         + ("" if s["feasible"] else "; over a limit: not selectable") + ")")  # fmt: skip
+            lines.append(f"- {s['validation_psnr']:.3f} dB{costs} (setting {s['drawn']}): {text}")
         lines.append("")
     args.output.write_text("\n".join(lines))
     print("\n".join(lines))

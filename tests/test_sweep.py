@@ -146,8 +146,8 @@ def test_tuning_report_compares_the_selected_setting_with_the_untuned_runs(tmp_p
     drawn = sweep.draw_search("td3", 5, 0)
     validation = [18.0, 19.0, 17.5, 18.2, 19.4]  # setting 5 wins overall, setting 2 within a budget of 4
     finished = "2026-11-29T12:00:00+00:00"
-    common = {"schema": sweep.RESULT_SCHEMA, "algo": "td3", "total_timesteps": 50000, "finished": finished, "wall_s": 600.0,
-              "commit": "0123456789abcdef0123-dirty", "cache_sha256": "c" * 64}  # fmt: skip
+    common = {"schema": sweep.RESULT_SCHEMA, "env_id": "MEG-PowerControl-v0", "algo": "td3", "total_timesteps": 50000,
+              "finished": finished, "wall_s": 600.0, "commit": "0123456789abcdef0123-dirty", "cache_sha256": "c" * 64}  # fmt: skip
     for name, rows in {
         # two sessions a day apart: only the time trials ran counts (600 s each, in parallel within a session)
         "search": [{**common, "hparams": h, "validation_psnr_mean": v, "psnr_mean": 0.0, "finished": f"2026-11-2{8 + (i > 1)}T12:00:00+00:00"}
@@ -176,6 +176,56 @@ def test_tuning_report_compares_the_selected_setting_with_the_untuned_runs(tmp_p
     flags = " ".join(sweep.cli_flags("", drawn[4]))
     assert f"- td3: `python baselines/td3_continuous_action.py --total-timesteps 50000 {flags}`" in text
     assert "- 19.400 dB (setting 5)" in text.split("**td3**")[1].splitlines()[2]
+
+
+def test_tuning_report_of_a_constrained_learner_reports_costs_and_selects_a_feasible_setting(tmp_path):
+    from meg_gym.cache import cache_fingerprint
+
+    limits = {"ue_energy": 80.0, "deadline_miss": 1.0}
+    drawn = sweep.draw_search("focops", 2, 0)  # the defaults, then one drawn setting
+    common = {"schema": sweep.RESULT_SCHEMA, "env_id": "MEG-SplitControl-v0", "algo": "focops", "total_timesteps": 600000,
+              "finished": "2026-12-02T12:00:00+00:00", "wall_s": 300.0, "commit": "f" * 40, "cache_sha256": "c" * 64,
+              "cost_limits": limits}  # fmt: skip
+    search = [  # the drawn setting has the better PSNR but breaks the energy limit on validation
+        {**common, "hparams": drawn[0], "validation_psnr_mean": 24.0, "psnr_mean": 0.0,
+         "validation_costs": {"ue_energy": 75.0, "deadline_miss": 0.5}},
+        {**common, "hparams": drawn[1], "validation_psnr_mean": 25.0, "psnr_mean": 0.0,
+         "validation_costs": {"ue_energy": 95.0, "deadline_miss": 0.1}},
+    ]  # fmt: skip
+
+    def tuned_row(psnr, energies):
+        per_episode = {"ue_energy": energies, "deadline_miss": [0.0] * len(energies)}
+        result = {
+            "cost_limits": limits,
+            **{c: {"mean": float(np.mean(v)), "per_episode": v} for c, v in per_episode.items()},
+        }
+        return {**common, "hparams": drawn[0], "psnr_mean": psnr, "ue_energy_mean": result["ue_energy"]["mean"],
+                "deadline_miss_mean": 0.0, "eval": result}  # fmt: skip
+
+    tuned = [tuned_row(24.5, [70.0, 90.0]), tuned_row(24.7, [60.0, 70.0])]
+    for name, rows in {"search": search, "tuned": tuned}.items():
+        (tmp_path / name).mkdir()
+        lines = [json.dumps({**r, "trial": f"{name}{i}"}) + "\n" for i, r in enumerate(rows)]
+        (tmp_path / name / "results.jsonl").write_text("".join(lines))
+        (tmp_path / name / "sweep.json").write_text(json.dumps({"command": ["meg-gym", "sweep", "--out", name]}))
+    untuned = [{"env_id": "MEG-SplitControl-v0", "policy": "focops", "training_steps": 600000, "psnr": p,
+                "cache_sha256": cache_fingerprint(), "config": {}, "ue_energy": {"mean": 78.0},
+                "deadline_miss": {"mean": 0.2}, "violations": {"ue_energy": 0.4, "deadline_miss": 0.1}}
+               for p in (24.0, 24.2)]  # fmt: skip
+    (tmp_path / "leaderboard.json").write_text(json.dumps({"records": untuned}))
+    cmd = [sys.executable, str(ROOT / "scripts" / "tuning_report.py"), "--search", "search", "--tuned", "tuned",
+           "--database", "leaderboard.json", "--output", "tuning.md"]  # fmt: skip
+    done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    (algo,) = json.loads((tmp_path / "tuning.json").read_text())["algorithms"]
+    assert algo["same_selection_within_budget"] is True  # the feasible defaults, not the better-PSNR setting
+    assert np.isclose(algo["tuned_minus_untuned"], 0.5)
+    assert algo["tuned_costs"]["ue_energy"] == {"mean": 72.5, "over_limit_share": 0.25}
+    assert algo["untuned_costs"]["ue_energy"] == {"mean": 78.0, "over_limit_share": 0.4}
+    text = (tmp_path / "tuning.md").read_text()
+    assert text.startswith("# Tuned learners on MEG-SplitControl-v0")
+    assert "| focops | 78.00 -> 72.50 | 0.20 -> 0.00 | 40.0 -> 25.0 | 10.0 -> 0.0 |" in text
+    assert "over a limit: not selectable" in text.split("**focops**")[1].splitlines()[2]
 
 
 def test_a_learner_refuses_to_score_validation_prompts_it_trained_on(tmp_path):
