@@ -523,7 +523,8 @@ def superseded_table(r: dict[str, Any]) -> bool:
 
 def live_scores(spec: Any, docs: Path) -> dict[str, list[tuple[float, float]]]:
     """(live, table) mean PSNR of each policy on the fidelity check's sessions, the same sessions under both
-    fidelities (its .json beside its page); learner seeds ("ppo-lagrangian (2)") listed under their policy's name.
+    fidelities (its .json beside its page); learner seeds ("ppo-lagrangian (2)", "cpo (tuned, 4 trials) (1)") listed
+    under their policy's name.
     Empty without the page."""
     path = docs / Path(spec.fidelity_check).with_suffix(".json")
     if not path.exists():
@@ -533,7 +534,7 @@ def live_scores(spec: Any, docs: Path) -> dict[str, list[tuple[float, float]]]:
     out: dict[str, list[tuple[float, float]]] = {}
     for name, entry in live.items():
         if name in table:
-            out.setdefault(name.split(" (")[0], []).append((float(entry["psnr"][0]), float(table[name]["psnr"][0])))
+            out.setdefault(name.rsplit(" (", 1)[0], []).append((float(entry["psnr"][0]), float(table[name]["psnr"][0])))
     return out
 
 

@@ -175,6 +175,8 @@ class Args:
     """test episodes per trial (the evaluation protocol of meg_gym.evaluation)"""
     resume: bool = False
     """continue the sweep in --out: skip trials that already have a row"""
+    save_models: bool = False
+    """keep every trial's policy (the baseline's --save-model, in trials/KEY/runs/KEY), e.g. to run it live later"""
     retries: int = 2
     """attempts after the first for a trial that fails (worker died or the baseline exited with an error)"""
     cpus_per_trial: float = 1.0
@@ -408,7 +410,7 @@ def cli_flags(prefix: str, values: dict[str, Any]) -> list[str]:
     return out
 
 
-def command(trial: Trial, track: bool, cuda: bool) -> list[str]:
+def command(trial: Trial, track: bool, cuda: bool, save_model: bool = False) -> list[str]:
     """The baseline command line of a trial."""
     script = baselines_dir() / ALGORITHMS[trial.algo][0]
     cmd = [sys.executable, str(script), "--run-name", trial.key, "--seed", str(trial.seed)]
@@ -416,7 +418,9 @@ def command(trial: Trial, track: bool, cuda: bool) -> list[str]:
     if trial.stage == "search":
         cmd += ["--train-split", trial.train_split, "--validation-episodes", str(trial.validation_episodes)]
     cmd += cli_flags("env.", trial.env_config) + cli_flags("", {**MODES.get(trial.algo, {}), **trial.hparams})
-    return cmd + (["--track"] if track else []) + (["--cuda"] if cuda else [])
+    return (
+        cmd + (["--track"] if track else []) + (["--cuda"] if cuda else []) + (["--save-model"] if save_model else [])
+    )
 
 
 def _die_with_parent() -> None:
@@ -431,7 +435,9 @@ def _die_with_parent() -> None:
         pass
 
 
-def run_trial(trial: Trial, out: str, track: bool, cuda: bool, threads: int, project: str) -> dict[str, Any]:
+def run_trial(
+    trial: Trial, out: str, track: bool, cuda: bool, threads: int, project: str, save_model: bool = False
+) -> dict[str, Any]:
     """Run one trial from scratch in ``out/trials/{key}`` and return its results row (runs inside a Ray worker)."""
     from meg_gym import evaluation
 
@@ -446,7 +452,7 @@ def run_trial(trial: Trial, out: str, track: bool, cuda: bool, threads: int, pro
     start = time.time()
     with open(folder / "log.txt", "w") as log:
         done = subprocess.run(
-            command(trial, track, cuda), cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT,
+            command(trial, track, cuda, save_model), cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT,
             preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
         )  # fmt: skip
     wall = time.time() - start
@@ -567,7 +573,7 @@ def main(args: Args) -> list[dict[str, Any]]:
         threads = max(1, int(args.cpus_per_trial))
         pending = {
             remote.remote(t, str(args.out.resolve()), args.track, args.gpus_per_trial > 0, threads,
-                          args.wandb_project_name): t
+                          args.wandb_project_name, args.save_models): t
             for t in todo
         }  # fmt: skip
         while pending:

@@ -149,9 +149,21 @@ def cell_summary(pc: dict) -> dict:
 
 
 def learner_policy(run_dir: Path):
+    """(policy, its name in the ranking) of a saved run: "<exp name> (<seed>)", or for a sweep's trial
+    (SWEEP/trials/KEY/runs/KEY, run with --save-models) "<its leaderboard label> (<seed>)"."""
     meta = evaluation.read_model_json(run_dir)
     module = importlib.import_module(f"meg_gym_baselines.{meta['learner']}")  # baselines/, installed
-    return module.load_policy(run_dir), str(meta["args"].get("exp_name") or meta["algorithm"])
+    name = f"{str(meta['args'].get('exp_name') or meta['algorithm']).replace('_', '-')} ({run_dir.name.rsplit('__', 1)[-1]})"
+    here = run_dir.resolve()
+    in_sweep = len(here.parents) > 3 and here.parents[2].name == "trials"
+    results = here.parents[3] / "results.jsonl" if in_sweep else None
+    if results is not None and results.exists():
+        from meg_gym.sweep import read_rows
+
+        row = next((r for r in read_rows(results) if r["trial"] == run_dir.name), None)
+        if row is not None:
+            name = f"{row['label']} ({row['seed']})"
+    return module.load_policy(run_dir), name
 
 
 def ranking(args: Args) -> dict:
@@ -164,8 +176,8 @@ def ranking(args: Args) -> dict:
     chosen = args.policies if args.policies is not None else tuple(SPLIT_CONTROL_POLICIES)
     policies = {name: SPLIT_CONTROL_POLICIES[name](config) for name in chosen}
     for run_dir in args.learners:
-        policy, algorithm = learner_policy(run_dir)
-        policies[f"{algorithm.replace('_', '-')} ({run_dir.name.rsplit('__', 1)[-1]})"] = policy
+        policy, name = learner_policy(run_dir)
+        policies[name] = policy
     out: dict = {"outside_grid": {name: grid_reads(policy, args.sessions) for name, policy in policies.items()}}
     for fidelity in args.fidelities:
         kwargs = evaluation.env_kwargs(SplitControlConfig(fidelity=fidelity, device=args.device))

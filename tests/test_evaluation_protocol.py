@@ -301,3 +301,30 @@ def test_violation_shares_count_sessions_over_each_limit_with_intervals():
     assert mean == pytest.approx(0.2) and 0.0 <= low < 0.2 < high <= 1.0
     never = leaderboard.violation_interval([{"violations": {"any": 0.0}, "episodes": 1000}] * 3, "any")
     assert never[:2] == [0.0, 0.0] and 0.0 < never[2] < 0.002  # three seeds that never break it: not [0, 0]
+
+
+def test_a_tuned_sweep_trial_is_checked_live_under_its_leaderboard_label(tmp_path):
+    import validate_split_table
+
+    from meg_gym import sweep
+
+    trial = sweep.plan(sweep.Args(env="MEG-SplitControl-v0", algo=["ppo-lagrangian"], seeds=1, total_timesteps=512))[0]
+    assert sweep.command(trial, False, False, save_model=True)[-1] == "--save-model"
+    assert "--save-model" not in sweep.command(trial, False, False)
+    # a trial saved where a sweep keeps it (SWEEP/trials/KEY/runs/KEY), named in the ranking by its sweep row
+    folder = tmp_path / "sweep" / "trials" / "k1"
+    folder.mkdir(parents=True)
+    cmd = [sys.executable, str(ROOT / "baselines" / "ppo_lagrangian.py"), "--total-timesteps", "512", "--num-envs",
+           "4", "--num-steps", "32", "--eval-episodes", "4", "--save-model", "--run-name", "k1"]  # fmt: skip
+    done = subprocess.run(cmd, cwd=folder, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    row = {"trial": "k1", "label": "ppo-lagrangian (tuned, 4 trials)", "seed": 2, "schema": sweep.RESULT_SCHEMA}
+    (tmp_path / "sweep" / "results.jsonl").write_text(json.dumps(row) + "\n")
+    policy, name = validate_split_table.learner_policy(folder / "runs" / "k1")
+    assert name == "ppo-lagrangian (tuned, 4 trials) (2)" and callable(policy)
+    # and the leaderboard lists that live score under the tuned row, not under the untuned "ppo-lagrangian"
+    ranking = {name: {"psnr": [24.0]}, "ppo-lagrangian (1)": {"psnr": [23.0]}}
+    (tmp_path / "check.json").write_text(json.dumps({"ranking": {"policies": {"live": ranking, "table": ranking}}}))
+    spec = type("Spec", (), {"fidelity_check": "check.md"})
+    scores = leaderboard.live_scores(spec, tmp_path)
+    assert scores == {"ppo-lagrangian (tuned, 4 trials)": [(24.0, 24.0)], "ppo-lagrangian": [(23.0, 23.0)]}
