@@ -99,10 +99,15 @@ def main(args: Args) -> dict:
               "tuned_hours": wall_hours(tuned), "commits": sorted({r["commit"] for r in search + tuned}),
               "dates": sorted({r["finished"][:10] for r in search + tuned}),
               "cache_sha256": sorted({r["cache_sha256"] for r in search + tuned})}  # fmt: skip
-    for algo in sorted({r["algo"] for r in tuned}):
+    for algo in sorted({r["algo"] for r in search + tuned}):
         rows = [r for r in search if r["algo"] == algo]
         final = [r for r in tuned if r["algo"] == algo]
-        steps = final[0]["total_timesteps"]
+        steps = (final or rows)[0]["total_timesteps"]
+        # a search that selects the defaults needs no tuned runs: they would repeat the untuned runs
+        defaults_selected = not final and choose_setting(rows)[0] == {}
+        if not final and not defaults_selected:
+            raise SystemExit(f"no tuned runs of {algo}, whose search selected {choose_setting(rows)[0]}; run the "
+                             f"sweep with --hparams-from {args.search[0]} --algo {algo} and pass its folder to --tuned")  # fmt: skip
         defaults = baseline_args(algo)
         settings = []
         for hparams in {json.dumps(r["hparams"], sort_keys=True) for r in rows}:
@@ -121,10 +126,10 @@ def main(args: Args) -> dict:
         drawn_within = {json.dumps(s["hparams"], sort_keys=True) for s in settings if s["drawn"] <= args.budget}
         within, _ = choose_setting([r for r in rows if json.dumps(r["hparams"], sort_keys=True) in drawn_within])
         settings.sort(key=lambda s: -s["validation_psnr"])
-        chosen = final[0]["hparams"]
+        chosen = final[0]["hparams"] if final else {}
         untuned_records = untuned_runs(args.database, env_id, algo, steps)
         untuned = [r["psnr"] for r in untuned_records]
-        tuned_psnr = [r["psnr_mean"] for r in final]
+        tuned_psnr = [r["psnr_mean"] for r in final] if final else untuned
         diff = float(np.mean(tuned_psnr) - np.mean(untuned)) if untuned else None
         se = (
             np.sqrt(np.var(tuned_psnr, ddof=1) / len(tuned_psnr) + np.var(untuned, ddof=1) / len(untuned))
@@ -139,9 +144,10 @@ def main(args: Args) -> dict:
             "search_env_steps": sum(r["total_timesteps"] for r in rows),
             "search_trial_hours": sum(r["wall_s"] for r in rows) / 3600,
             "same_selection_within_budget": within == chosen,
+            "defaults_selected": defaults_selected,
         }  # fmt: skip
         if limits:
-            entry["tuned_costs"] = costs_of(final, limits)
+            entry["tuned_costs"] = costs_of(final or untuned_records, limits)
             entry["untuned_costs"] = costs_of(untuned_records, limits) if untuned_records else None
         report["algorithms"].append(entry)
     args.output.with_suffix(".json").write_text(json.dumps(report, indent=1))
@@ -189,7 +195,9 @@ def main(args: Args) -> dict:
         "|---|---|---|---|---|---|---|",
     ]
     for a in report["algorithms"]:
-        chosen = ", ".join(f"{k} {v} ({a['defaults'][k]})" for k, v in sorted(a["selected"].items())) or "the defaults"
+        chosen = ", ".join(f"{k} {v} ({a['defaults'][k]})" for k, v in sorted(a["selected"].items())) or (
+            "the defaults (tuned runs = the untuned runs)" if a["defaults_selected"] else "the defaults"
+        )
         spread = lambda v: f"{np.mean(v):.2f} ({min(v):.2f}..{max(v):.2f})" if v else "-"  # noqa: E731
         diff = f"{a['tuned_minus_untuned']:+.2f}" if a["tuned_minus_untuned"] is not None else "-"
         if a["ci"]:

@@ -203,6 +203,10 @@ def test_tuning_report_of_a_constrained_learner_reports_costs_and_selects_a_feas
                 "deadline_miss_mean": 0.0, "eval": result}  # fmt: skip
 
     tuned = [tuned_row(24.5, [70.0, 90.0]), tuned_row(24.7, [60.0, 70.0])]
+    # CPO's search selects its defaults: no tuned runs, its untuned runs stand for them
+    search += [{**common, "algo": "cpo", "hparams": h, "validation_psnr_mean": v, "psnr_mean": 0.0,
+                "validation_costs": {"ue_energy": 70.0, "deadline_miss": 0.5}}
+               for h, v in zip(sweep.draw_search("cpo", 2, 0), (24.0, 23.0), strict=True)]  # fmt: skip
     for name, rows in {"search": search, "tuned": tuned}.items():
         (tmp_path / name).mkdir()
         lines = [json.dumps({**r, "trial": f"{name}{i}"}) + "\n" for i, r in enumerate(rows)]
@@ -212,13 +216,17 @@ def test_tuning_report_of_a_constrained_learner_reports_costs_and_selects_a_feas
                 "cache_sha256": cache_fingerprint(), "config": {}, "ue_energy": {"mean": 78.0},
                 "deadline_miss": {"mean": 0.2}, "violations": {"ue_energy": 0.4, "deadline_miss": 0.1}}
                for p in (24.0, 24.2)]  # fmt: skip
+    untuned += [{**untuned[0], "policy": "cpo", "psnr": 23.5}]
     (tmp_path / "leaderboard.json").write_text(json.dumps({"records": untuned}))
     cmd = [sys.executable, str(ROOT / "scripts" / "tuning_report.py"), "--search", "search", "--tuned", "tuned",
            "--database", "leaderboard.json", "--output", "tuning.md"]  # fmt: skip
     done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    (algo,) = json.loads((tmp_path / "tuning.json").read_text())["algorithms"]
-    assert algo["same_selection_within_budget"] is True  # the feasible defaults, not the better-PSNR setting
+    cpo, algo = json.loads((tmp_path / "tuning.json").read_text())["algorithms"]
+    assert cpo["defaults_selected"] and cpo["tuned_test_psnr"] == cpo["untuned_test_psnr"] == [23.5]
+    assert (
+        algo["same_selection_within_budget"] is True and not algo["defaults_selected"]
+    )  # the feasible defaults, not the better-PSNR setting
     assert np.isclose(algo["tuned_minus_untuned"], 0.5)
     assert algo["tuned_costs"]["ue_energy"] == {"mean": 72.5, "over_limit_share": 0.25}
     assert algo["untuned_costs"]["ue_energy"] == {"mean": 78.0, "over_limit_share": 0.4}
@@ -226,6 +234,7 @@ def test_tuning_report_of_a_constrained_learner_reports_costs_and_selects_a_feas
     assert text.startswith("# Tuned learners on MEG-SplitControl-v0")
     assert "| focops | 78.00 -> 72.50 | 0.20 -> 0.00 | 40.0 -> 25.0 | 10.0 -> 0.0 |" in text
     assert "over a limit: not selectable" in text.split("**focops**")[1].splitlines()[2]
+    assert "| cpo | 600k | 2 | the defaults (tuned runs = the untuned runs) |" in text
 
 
 def test_a_learner_refuses_to_score_validation_prompts_it_trained_on(tmp_path):
