@@ -26,7 +26,7 @@ import tyro
 
 from meg_gym.cache import cache_fingerprint
 from meg_gym.leaderboard import config_label, session_violations
-from meg_gym.sweep import ALGORITHMS, baseline_args, choose_setting, cli_flags, draw_search, read_rows
+from meg_gym.sweep import ALGORITHMS, MODES, baseline_args, choose_setting, cli_flags, draw_search, read_rows
 
 
 @dataclass
@@ -67,7 +67,7 @@ def untuned_runs(database: Path, env_id: str, algo: str, steps: int) -> list[dic
         r
         for r in json.loads(database.read_text())["records"]
         if r["env_id"] == env_id and r["policy"] == algo and r["training_steps"] == steps
-        and r["cache_sha256"] == shipped and config_label(r["config"]) == "default"
+        and r["cache_sha256"] == shipped and config_label(r["config"], env_id) == "default"
     ]  # fmt: skip
 
 
@@ -232,9 +232,14 @@ def main(args: Args) -> dict:
             lines.append(f"| {a['algo']} | " + " | ".join(cells) + " |")
     lines += ["", "## Train a tuned learner", ""]
     for a in report["algorithms"]:
-        flags = " ".join(cli_flags("", a["selected"]))
-        lines.append(f"- {a['algo']}: `python baselines/{ALGORITHMS[a['algo']][0]} --total-timesteps "
-                     f"{a['steps_per_trial']} {flags}`")  # fmt: skip
+        flags = " ".join(
+            [
+                "--total-timesteps",
+                str(a["steps_per_trial"]),
+                *cli_flags("", {**MODES.get(a["algo"], {}), **a["selected"]}),
+            ]
+        )
+        lines.append(f"- {a['algo']}: `python baselines/{ALGORITHMS[a['algo']][0]} {flags}`")
     lines += ["", "## Commands (each folder's sweep.json)", ""]
     for folder in [*args.search, *args.tuned]:
         meta = json.loads((folder / "sweep.json").read_text())
