@@ -17,6 +17,7 @@ One page with what the safe-RL field reports, for every constrained learner besi
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,7 +80,7 @@ def main(args: Args) -> dict:
     curves_png = args.out.with_name(args.out.name + "_curves.png")
     violations_png = args.out.with_name(args.out.name + "_violations.png")
     plot_curves(summary, curves_png, violations_png, "PSNR per request (dB)")
-    command = "python " + " ".join(sys.argv)
+    command = "python " + shlex.join(sys.argv)
     learners = set(summary)
     entries = []
     for row in rows:

@@ -8,7 +8,11 @@
         --env-config '{"ue_energy_limit_j": 40}' '{"ue_energy_limit_j": 160}' --out runs/cost_limit/ppo-lagrangian
     for L in 40 160; do for S in 1 2 3; do meg-gym train focops --seed $S --env.ue-energy-limit-j $L --save-model \
         --run-name cost_limit/focops/focops_${L}__$S; done; done
-    python scripts/cost_limit_sweep.py runs/split_control runs/split_learners runs/cost_limit
+    # the tuned FOCOPS (its setting from the tuning search; 80 J: the tuned runs in runs/tune_split/tuned)
+    meg-gym sweep --env MEG-SplitControl-v0 --algo focops --hparams-from runs/tune_split/search --seeds 3 \
+        --total-timesteps 600000 --env-config '{"ue_energy_limit_j": 40}' '{"ue_energy_limit_j": 160}' \
+        --out runs/cost_limit/focops-tuned
+    python scripts/cost_limit_sweep.py runs/split_control runs/split_learners runs/cost_limit runs/tune_split/tuned
 
 Reads eval.json files and sweeps' results.jsonl (as the leaderboard does), keeps the default configuration except
 for ``ue_energy_limit_j``, and writes docs/results/cost_limit_sweep.md (+ .json, .png): per policy and limit, the
@@ -19,6 +23,7 @@ sessions), the UE energy spent per session, and the share of sessions over a lim
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,7 +131,7 @@ def main(args: Args) -> dict:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     figure = args.out.with_suffix(".png")
     plot(summary, figure)
-    command = "python " + " ".join(sys.argv)
+    command = "python " + shlex.join(sys.argv)
     args.out.with_suffix(".json").write_text(json.dumps({"command": command, "policies": summary}, indent=2) + "\n")
     limits = sorted({float(k) for by in summary.values() for k in by})
     lines = [
