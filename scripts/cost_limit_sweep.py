@@ -141,8 +141,9 @@ def main(args: Args) -> dict:
         "docstring). Default configuration except the UE energy limit per session; 1,024 test sessions per run; the "
         "deadline-miss limit stays 1. Learners: mean over their seeds with a 95% t-interval (the number of seeds in "
         "brackets); references: one run each, interval over the sessions. *over*: the share of test sessions that "
-        "break a limit. The learners are the two best of [constrained_learners.md](constrained_learners.md) at the "
-        "default 80 J, with their files' defaults (untuned) at every limit.",
+        "break a limit. Learners named without *(tuned, K trials)* run their files' defaults at every limit; a tuned "
+        "one runs the setting its tuning selected at 80 J ([tuning_split_control.md](tuning_split_control.md)) "
+        "at every limit, not retuned per limit.",
         "",
         f"![PSNR against the UE energy limit]({figure.name})",
         "",
