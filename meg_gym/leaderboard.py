@@ -521,20 +521,30 @@ def superseded_table(r: dict[str, Any]) -> bool:
     return r.get("table_sha256") != QualityTable.load("test").meta["sha256"]
 
 
-def live_scores(spec: Any, docs: Path) -> dict[str, list[tuple[float, float]]]:
-    """(live, table) mean PSNR of each policy on the fidelity check's sessions, the same sessions under both
-    fidelities (its .json beside its page); learner seeds ("ppo-lagrangian (2)", "cpo (tuned, 4 trials) (1)") listed
-    under their policy's name.
-    Empty without the page."""
+def fidelity_check_runs(spec: Any, docs: Path) -> dict[str, dict[str, Any]]:
+    """The fidelity check's policies per fidelity ({"live": {name: result}, "table": ...}), from the .json beside
+    its page; empty without the page. Learner seeds are named "<policy> (<seed>)" (see :func:`policy_of_run`)."""
     path = docs / Path(spec.fidelity_check).with_suffix(".json")
     if not path.exists():
         return {}
-    policies = json.loads(path.read_text()).get("ranking", {}).get("policies", {})
+    return json.loads(path.read_text()).get("ranking", {}).get("policies", {})
+
+
+def policy_of_run(name: str) -> str:
+    """The policy a fidelity-check run belongs to: "ppo-lagrangian (2)" -> "ppo-lagrangian", "cpo (tuned, 4 trials)
+    (1)" -> "cpo (tuned, 4 trials)"; a fixed policy's name is its own."""
+    return name.rsplit(" (", 1)[0]
+
+
+def live_scores(spec: Any, docs: Path) -> dict[str, list[tuple[float, float]]]:
+    """(live, table) mean PSNR of each policy's runs on the fidelity check's sessions, the same sessions under both
+    fidelities; empty without the check's page."""
+    policies = fidelity_check_runs(spec, docs)
     live, table = policies.get("live", {}), policies.get("table", {})
     out: dict[str, list[tuple[float, float]]] = {}
     for name, entry in live.items():
         if name in table:
-            out.setdefault(name.rsplit(" (", 1)[0], []).append((float(entry["psnr"][0]), float(table[name]["psnr"][0])))
+            out.setdefault(policy_of_run(name), []).append((float(entry["psnr"][0]), float(table[name]["psnr"][0])))
     return out
 
 

@@ -423,6 +423,17 @@ def command(trial: Trial, track: bool, cuda: bool, save_model: bool = False) -> 
     )
 
 
+def trial_row(run_dir: Path) -> dict[str, Any] | None:
+    """The results row of the sweep trial whose saved run is ``run_dir`` (SWEEP/trials/KEY/runs/KEY, the layout of
+    :func:`run_trial`); None for a run outside a sweep or a trial without a row."""
+    here = Path(run_dir).resolve()
+    if len(here.parents) < 4 or here.parents[2].name != "trials" or here.parents[1].name != here.name:
+        return None
+    results = here.parents[3] / "results.jsonl"
+    rows = read_rows(results) if results.exists() else []
+    return next((r for r in rows if r["trial"] == here.name), None)
+
+
 def _die_with_parent() -> None:
     """In the baseline's process: get SIGKILL if the Ray worker that started it dies (Linux), so that a retried
     attempt never races a stray one."""

@@ -51,14 +51,14 @@ def test_rows(database: Path) -> tuple[list[dict], dict[str, list[tuple[float, f
     return table["rows"], leaderboard.live_scores(spec, database.parent)
 
 
-def live_gap_share(policy: str, docs: Path, resamples: int = 2000) -> list[float] | None:
-    """The policy's share of the best-fixed -> planner gap in the fidelity check's live runs, with a 95% paired
-    bootstrap interval over its sessions (each session: the mean over the policy's seeds checked live); None if
-    no seed of it ran live."""
+def live_gap_share(policy: str, live: dict[str, dict], resamples: int = 2000) -> list[float] | None:
+    """The policy's share of the best-fixed -> planner gap in the fidelity check's live runs (``live``: name ->
+    result), with a 95% paired bootstrap interval over its sessions (each session: the mean over the policy's seeds
+    checked live); None if no seed of it ran live."""
     spec = environment(ENV_ID)
-    path = docs / Path(spec.fidelity_check).with_suffix(".json")
-    live = json.loads(path.read_text())["ranking"]["policies"]["live"] if path.exists() else {}
-    seeds = [v["per_session"] for name, v in live.items() if name.rsplit(" (", 1)[0] == policy and name != policy]
+    seeds = [
+        v["per_session"] for name, v in live.items() if name != policy and leaderboard.policy_of_run(name) == policy
+    ]
     if not seeds or spec.baseline_policy not in live or spec.upper_reference not in live:
         return None
     learner = np.mean(seeds, axis=0)
@@ -82,6 +82,7 @@ def main(args: Args) -> dict:
     plot_curves(summary, curves_png, violations_png, "PSNR per request (dB)")
     command = "python " + shlex.join(sys.argv)
     learners = set(summary)
+    live_runs = leaderboard.fidelity_check_runs(environment(ENV_ID), args.database.parent).get("live", {})
     entries = []
     for row in rows:
         seen = live.get(row["policy"], [])
@@ -97,7 +98,7 @@ def main(args: Args) -> dict:
             "live_psnr": float(np.mean([v[0] for v in seen])) if seen else None,
             "live_runs": len(seen),
             "table_psnr_same_sessions": float(np.mean([v[1] for v in seen])) if seen else None,
-            "live_score": live_gap_share(row["policy"], args.database.parent),
+            "live_score": live_gap_share(row["policy"], live_runs),
             "score": row["score"],
             "train_wall_time_s": float(np.mean(walls)) if walls else None,
         })  # fmt: skip

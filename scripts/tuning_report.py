@@ -82,6 +82,11 @@ def costs_of(runs: list[dict], limits: dict[str, float]) -> dict[str, dict[str, 
     return out
 
 
+def setting_key(hparams: dict) -> str:
+    """One text per hyperparameter setting, whatever the order of its names."""
+    return json.dumps(hparams, sort_keys=True)
+
+
 def short_commit(commit: str) -> str:
     """12 hex digits, keeping the -dirty flag that sweep rows carry for uncommitted working trees"""
     return commit[:12] + ("-dirty" if commit.endswith("-dirty") else "")
@@ -109,22 +114,22 @@ def main(args: Args) -> dict:
             raise SystemExit(f"no tuned runs of {algo}, whose search selected {choose_setting(rows)[0]}; run the "
                              f"sweep with --hparams-from {args.search[0]} --algo {algo} and pass its folder to --tuned")  # fmt: skip
         defaults = baseline_args(algo)
+        by_setting: dict[str, list[dict]] = {}
+        for r in rows:
+            by_setting.setdefault(setting_key(r["hparams"]), []).append(r)
+        order = [setting_key(h) for h in draw_search(algo, len(by_setting), 0)]  # the order the search drew them
         settings = []
-        for hparams in {json.dumps(r["hparams"], sort_keys=True) for r in rows}:
-            mine = [r for r in rows if json.dumps(r["hparams"], sort_keys=True) == hparams]
-            setting = {"hparams": json.loads(hparams), "validation_psnr": float(np.mean([r["validation_psnr_mean"] for r in mine])),
+        for key, mine in by_setting.items():
+            setting = {"hparams": json.loads(key), "validation_psnr": float(np.mean([r["validation_psnr_mean"] for r in mine])),
                        "seeds": len(mine), "test_psnr": float(np.mean([r["psnr_mean"] for r in mine]))}  # fmt: skip
             if limits:
                 setting["validation_costs"] = {
                     c: float(np.mean([r["validation_costs"][c] for r in mine])) for c in limits
                 }
                 setting["feasible"] = all(setting["validation_costs"][c] <= v for c, v in limits.items())
+            setting["drawn"] = order.index(key) + 1
             settings.append(setting)
-        order = [json.dumps(h, sort_keys=True) for h in draw_search(algo, len(settings), 0)]
-        for s in settings:
-            s["drawn"] = order.index(json.dumps(s["hparams"], sort_keys=True)) + 1
-        drawn_within = {json.dumps(s["hparams"], sort_keys=True) for s in settings if s["drawn"] <= args.budget}
-        within, _ = choose_setting([r for r in rows if json.dumps(r["hparams"], sort_keys=True) in drawn_within])
+        within, _ = choose_setting([r for r in rows if order.index(setting_key(r["hparams"])) < args.budget])
         settings.sort(key=lambda s: -s["validation_psnr"])
         chosen = final[0]["hparams"] if final else {}
         untuned_records = untuned_runs(args.database, env_id, algo, steps)

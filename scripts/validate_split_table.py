@@ -43,6 +43,7 @@ from meg_gym.config import SplitControlConfig
 from meg_gym.envs.split_control.env import Sessions
 from meg_gym.envs.split_control.live import shared_live_ue
 from meg_gym.envs.split_control.quality_table import DEFAULT_SNR_GRID_DB
+from meg_gym.sweep import trial_row
 
 ENV_ID = "MEG-SplitControl-v0"
 COMMAND = "python scripts/validate_split_table.py"
@@ -153,16 +154,11 @@ def learner_policy(run_dir: Path):
     (SWEEP/trials/KEY/runs/KEY, run with --save-models) "<its leaderboard label> (<seed>)"."""
     meta = evaluation.read_model_json(run_dir)
     module = importlib.import_module(f"meg_gym_baselines.{meta['learner']}")  # baselines/, installed
-    name = f"{str(meta['args'].get('exp_name') or meta['algorithm']).replace('_', '-')} ({run_dir.name.rsplit('__', 1)[-1]})"
-    here = run_dir.resolve()
-    in_sweep = len(here.parents) > 3 and here.parents[2].name == "trials"
-    results = here.parents[3] / "results.jsonl" if in_sweep else None
-    if results is not None and results.exists():
-        from meg_gym.sweep import read_rows
-
-        row = next((r for r in read_rows(results) if r["trial"] == run_dir.name), None)
-        if row is not None:
-            name = f"{row['label']} ({row['seed']})"
+    row = trial_row(run_dir)
+    if row is not None:
+        name = f"{row['label']} ({row['seed']})"
+    else:
+        name = f"{str(meta['args'].get('exp_name') or meta['algorithm']).replace('_', '-')} ({run_dir.name.rsplit('__', 1)[-1]})"
     return module.load_policy(run_dir), name
 
 
